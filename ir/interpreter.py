@@ -1,0 +1,123 @@
+"""The reference interpreter: what every graph means.
+
+Each node is evaluated by its op's numpy reference in topological order. Float graphs run in
+float32 by default; `precision="float64"` upcasts every floating input, constant and cast to
+float64 (the mode verification uses to get an oracle whose own rounding error is negligible).
+Integer ops are exact. Values are freed once their last user has run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InterpretError
+from .graph import Graph
+from .node import Node
+from .op_table import get_op
+from .types import TensorType, is_float, numpy_dtype
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "numpy"):  # a torch tensor, without importing torch
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _bind(graph: Graph, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.ndarray]:
+    names = graph.input_names()
+    if len(args) > len(names):
+        raise InterpretError(f"graph takes {len(names)} inputs ({', '.join(names)}), "
+                             f"got {len(args)}")
+    values: list[Any] = list(args) + [None] * (len(names) - len(args))
+    for k, v in kwargs.items():
+        if k not in names:
+            raise InterpretError(f"graph has no input named {k!r}; inputs: {', '.join(names)}")
+        i = names.index(k)
+        if i < len(args):
+            raise InterpretError(f"input {k!r} given twice")
+        values[i] = v
+    out = []
+    for node, v in zip(graph.inputs, values, strict=True):
+        if v is None:
+            raise InterpretError(f"input {node.attrs['name']!r} is missing")
+        a = _to_numpy(v)
+        t = node.tensor_type
+        if tuple(a.shape) != t.shape:
+            raise InterpretError(f"input {node.attrs['name']!r} has shape {list(a.shape)}, "
+                                 f"the graph expects {list(t.shape)}")
+        want = numpy_dtype(t.dtype)
+        if a.dtype != want:
+            if not np.can_cast(a.dtype, want, casting="same_kind"):
+                raise InterpretError(f"input {node.attrs['name']!r} is {a.dtype}, the graph "
+                                     f"expects {t.dtype}")
+            a = a.astype(want)
+        out.append(a)
+    return out
+
+
+def interpret(
+    graph: Graph, *inputs: Any, precision: str = "float32", **named: Any
+) -> tuple[np.ndarray, ...]:
+    """Run `graph` on numpy arrays (or torch tensors); returns a tuple of numpy arrays."""
+    if precision not in ("float32", "float64"):
+        raise InterpretError(f"precision must be 'float32' or 'float64', not {precision!r}")
+    wide = precision == "float64"
+    order = graph.nodes()
+    remaining: dict[int, int] = {}
+    for n in order:
+        for x in n.inputs:
+            remaining[id(x)] = remaining.get(id(x), 0) + 1
+    for o in graph.outputs:
+        remaining[id(o)] = remaining.get(id(o), 0) + 1
+    env: dict[int, Any] = {}
+    for node, value in zip(graph.inputs, _bind(graph, inputs, named), strict=True):
+        env[id(node)] = _widen(value) if wide else value
+    for n in order:
+        if n.op == "input":
+            if id(n) not in env:
+                raise InterpretError(f"input {n.attrs['name']!r} is used but not bound")
+            continue
+        if n.op == "constant":
+            env[id(n)] = _widen(n.value) if wide else n.value
+            continue
+        args = [env[id(x)] for x in n.inputs]
+        env[id(n)] = evaluate(n, args, wide)
+        for x in n.inputs:
+            remaining[id(x)] -= 1
+            if remaining[id(x)] == 0:
+                env.pop(id(x), None)
+    return tuple(np.asarray(env[id(o)]) for o in graph.outputs)
+
+
+def _widen(a: np.ndarray) -> np.ndarray:
+    if np.issubdtype(a.dtype, np.floating) and a.dtype != np.float64:
+        return a.astype(np.float64)
+    return a
+
+
+def evaluate(n: Node, args: list[Any], wide: bool = False) -> Any:
+    """One node's value from its operands' values."""
+    opdef = get_op(n.op)
+    attrs = dict(n.attrs)
+    if wide and n.op == "cast" and is_float(attrs["dtype"]):
+        attrs["dtype"] = "float64"
+    try:
+        out = opdef.ref(*args, **attrs)
+    except InterpretError:
+        raise
+    except (ValueError, IndexError, FloatingPointError) as e:
+        raise InterpretError(f"{n.op} failed in the reference interpreter: {e}") from e
+    if isinstance(n.type, TensorType):
+        out = np.asarray(out)
+        want = numpy_dtype(n.type.dtype)
+        if wide and is_float(n.type.dtype):
+            want = np.dtype(np.float64)
+        if out.dtype != want:
+            out = out.astype(want)
+        if out.shape != n.type.shape:
+            raise InterpretError(f"{n.op} produced shape {list(out.shape)} but its type says "
+                                 f"{list(n.type.shape)}: a bug in the op table")
+    return out

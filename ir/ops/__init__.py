@@ -1,0 +1,3 @@
+"""Op definitions. Importing this package fills `smelt.ir.op_table.OPS`."""
+
+from . import elementwise, nn, norm, pool, reduce, shape, sources  # noqa: F401

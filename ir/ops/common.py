@@ -1,0 +1,59 @@
+"""Type-inference helpers shared by the op families."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import TypeInferenceError
+from ..types import TensorType, is_float
+
+
+def same_as_first(types: list[TensorType], attrs: dict) -> TensorType:
+    return TensorType(types[0].shape, types[0].dtype)
+
+
+def float_unary(types: list[TensorType], attrs: dict) -> TensorType:
+    t = types[0]
+    if not is_float(t.dtype):
+        raise TypeInferenceError(f"needs a floating-point input, got {t.dtype}; cast it first")
+    return TensorType(t.shape, t.dtype)
+
+
+def broadcast(shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise TypeInferenceError(
+            f"shapes {' and '.join(str(list(s)) for s in shapes)} do not broadcast"
+        ) from None
+
+
+def same_dtype(types: list[TensorType]) -> str:
+    dtypes = {t.dtype for t in types}
+    if len(dtypes) != 1:
+        raise TypeInferenceError(
+            f"inputs have different dtypes {sorted(dtypes)}; insert a cast so they agree"
+        )
+    return types[0].dtype
+
+
+def norm_axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise TypeInferenceError(f"axis {axis} is out of range for rank {rank}")
+    return axis % max(rank, 1)
+
+
+def norm_axes(axes: Sequence[int], rank: int) -> tuple[int, ...]:
+    out = tuple(sorted(norm_axis(a, rank) for a in axes))
+    if len(set(out)) != len(out):
+        raise TypeInferenceError(f"axes {list(axes)} repeat an axis")
+    return out
+
+
+def prod(xs: Sequence[int]) -> int:
+    n = 1
+    for x in xs:
+        n *= int(x)
+    return n

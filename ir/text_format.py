@@ -1,0 +1,404 @@
+"""The printed form of a graph, and a parser that reads it back.
+
+One line per node, a person can read it at a glance:
+
+    graph main(%x: f32[1,3,8,8]) {
+      %w = constant @conv.weight : f32[8,3,3,3]
+      %eps = constant 1e-05 : f32[]
+      %y = conv2d(%x, %w) {stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1} : f32[1,8,8,8]
+      return %y
+    }
+
+Large constants print as `@key`, a key into a weights table (an .npz beside the text when
+saved); constants of at most `SMALL_CONSTANT` elements print their values inline. Floats are
+printed with Python's shortest round-tripping repr, so print -> parse -> print is the
+identity and parsed values are bit-exact. A `# ...` comment after a node line holds its
+source location; the parser ignores comments.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import ParseError, SmeltError
+from .graph import Graph
+from .node import SMALL_CONSTANT, Node
+from .types import DTYPES, SHORT_TO_DTYPE, QuantParams, TensorType, TupleType, Type, numpy_dtype
+
+_NAME_OK = re.compile(r"^[A-Za-z_][\w.]*$")
+
+
+# -- printing ------------------------------------------------------------------------------
+def format_value(v: Any) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, bool | np.bool_):
+        return "true" if v else "false"
+    if isinstance(v, float | np.floating):
+        return repr(float(v))
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(format_value(x) for x in v) + "]"
+    raise SmeltError(f"cannot print attribute value {v!r}")
+
+
+def format_type(t: Type) -> str:
+    if isinstance(t, TupleType):
+        return "(" + ", ".join(format_type(e) for e in t.elements) + ")"
+    s = f"{DTYPES[t.dtype]}[{','.join(str(d) for d in t.shape)}]"
+    if t.quant is not None:
+        q = t.quant
+        s += (f" q(scale={format_value(q.scale)}, zero_point={format_value(q.zero_point)}, "
+              f"bits={q.bits}, axis={format_value(q.axis)}, group={q.group})")
+    if t.layout is not None:
+        s += f" layout({json.dumps(t.layout)})"
+    return s
+
+
+def _inline_constant(n: Node) -> str:
+    flat = n.value.reshape(-1).tolist()
+    if n.value.ndim == 0:
+        return format_value(flat[0])
+    return format_value(flat)
+
+
+def print_graph(g: Graph) -> tuple[str, dict[str, np.ndarray]]:
+    """(text, weights): the graph's printed form and the arrays its `@key`s refer to."""
+    names: dict[Node, str] = {}
+    taken: set[str] = set()
+    weights: dict[str, np.ndarray] = {}
+    counter = 0
+
+    def name_of(n: Node) -> str:
+        nonlocal counter
+        wanted = g.names.get(n) if n.op != "input" else n.attrs["name"]
+        if wanted and _NAME_OK.match(wanted):
+            base, k = wanted, 1
+            while wanted in taken:
+                wanted = f"{base}_{k}"
+                k += 1
+        else:
+            while str(counter) in taken:
+                counter += 1
+            wanted = str(counter)
+            counter += 1
+        taken.add(wanted)
+        return wanted
+
+    for x in g.inputs:
+        names[x] = name_of(x)
+    params = ", ".join(f"%{names[x]}: {format_type(x.type)}" for x in g.inputs)
+    lines = [f"graph {g.name}({params}) {{"]
+    for n in g.nodes():
+        if n.op == "input":
+            if n not in names:
+                raise SmeltError(
+                    f"input {n.attrs['name']!r} is used but is not one of the graph's inputs"
+                )
+            continue
+        names[n] = name_of(n)
+        if n.op == "constant":
+            if n.value.size <= SMALL_CONSTANT:
+                body = f"constant {_inline_constant(n)}"
+            else:
+                key = names[n]
+                weights[key] = n.value
+                body = f"constant @{key}"
+        else:
+            args = ", ".join(f"%{names[x]}" for x in n.inputs)
+            body = f"{n.op}({args})"
+            if n.attrs:
+                body += " {" + ", ".join(f"{k}={format_value(v)}"
+                                         for k, v in n.attrs.items()) + "}"
+        line = f"  %{names[n]} = {body} : {format_type(n.type)}"
+        src = g.sources.get(n)
+        if src:
+            line += f"  # {src.strip().splitlines()[-1].strip()}"
+        lines.append(line)
+    lines.append("  return " + ", ".join(f"%{names[o]}" for o in g.outputs))
+    lines.append("}")
+    return "\n".join(lines) + "\n", weights
+
+
+# -- parsing -------------------------------------------------------------------------------
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<str>"(?:[^"\\]|\\.)*")
+      | (?P<var>%[A-Za-z0-9_.]+)
+      | (?P<ref>@[A-Za-z0-9_.]+)
+      | (?P<num>-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan))
+      | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
+      | (?P<punct>[(){}\[\],=:])
+      | (?P<comment>\#.*)
+    )""",
+    re.VERBOSE,
+)
+
+
+class _Tokens:
+    def __init__(self, text: str, line_no: int):
+        self.line, self.line_no = text, line_no
+        self.toks: list[tuple[str, str]] = []
+        pos = 0
+        while pos < len(text):
+            if text[pos:].strip() == "":
+                break
+            m = _TOKEN.match(text, pos)
+            if not m or m.end() == pos:
+                self.fail(f"unexpected character {text[pos:].strip()[:1]!r}")
+            kind = m.lastgroup
+            if kind == "comment":
+                break
+            self.toks.append((kind, m.group(kind)))
+            pos = m.end()
+        self.i = 0
+
+    def fail(self, msg: str):
+        raise ParseError(msg, self.line_no, self.line)
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def next(self, kind: str | None = None, value: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None:
+            self.fail(f"line ends early; expected {value or kind}")
+        if (kind and tok[0] != kind) or (value and tok[1] != value):
+            self.fail(f"expected {value or kind}, found {tok[1]!r}")
+        self.i += 1
+        return tok[1]
+
+    def accept(self, value: str) -> bool:
+        tok = self.peek()
+        if tok is not None and tok[1] == value and tok[0] in ("punct", "id"):
+            self.i += 1
+            return True
+        return False
+
+    def done(self) -> None:
+        if self.peek() is not None:
+            self.fail(f"unexpected {self.peek()[1]!r} at the end of the line")
+
+    def value(self) -> Any:
+        kind, tok = self.peek() or ("", "")
+        if tok == "[":
+            self.next()
+            items = []
+            while not self.accept("]"):
+                items.append(self.value())
+                if not self.accept(","):
+                    self.next("punct", "]")
+                    break
+            return tuple(items)
+        self.i += 1
+        if kind == "num":
+            return float(tok) if any(c in tok for c in ".eEin") else int(tok)
+        if kind == "str":
+            return json.loads(tok)
+        if kind == "id" and tok in ("true", "false", "none"):
+            return {"true": True, "false": False, "none": None}[tok]
+        self.i -= 1
+        self.fail(f"expected a value, found {tok!r}" if tok else "expected a value")
+
+    def type_(self) -> Type:
+        if self.accept("("):
+            parts = []
+            while not self.accept(")"):
+                t = self.type_()
+                if not isinstance(t, TensorType):
+                    self.fail("tuples cannot nest")
+                parts.append(t)
+                if not self.accept(","):
+                    self.next("punct", ")")
+                    break
+            return TupleType(tuple(parts))
+        short = self.next("id")
+        if short not in SHORT_TO_DTYPE:
+            self.fail(f"unknown dtype {short!r}; expected one of {', '.join(SHORT_TO_DTYPE)}")
+        self.next("punct", "[")
+        dims: list[int] = []
+        while not self.accept("]"):
+            d = self.value()
+            if not isinstance(d, int) or d < 0:
+                self.fail(f"a dimension must be a non-negative integer, got {d!r}")
+            dims.append(d)
+            if not self.accept(","):
+                self.next("punct", "]")
+                break
+        quant = layout = None
+        while (tok := self.peek()) is not None and tok[1] in ("q", "layout"):
+            self.next()
+            self.next("punct", "(")
+            if tok[1] == "layout":
+                layout = self.value()
+                self.next("punct", ")")
+            else:
+                kw = self.keywords(")")
+                try:
+                    quant = QuantParams(tuple(kw["scale"]), tuple(kw["zero_point"]),
+                                        kw["bits"], kw["axis"], kw["group"])
+                except (KeyError, SmeltError, TypeError) as e:
+                    self.fail(f"bad quantization annotation: {e}")
+        return TensorType(tuple(dims), SHORT_TO_DTYPE[short], quant, layout)
+
+    def keywords(self, close: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        while not self.accept(close):
+            key = self.next("id")
+            self.next("punct", "=")
+            out[key] = self.value()
+            if not self.accept(","):
+                self.next("punct", close)
+                break
+        return out
+
+
+def parse_graph(text: str, weights: Mapping[str, np.ndarray] | None = None) -> Graph:
+    """Read a printed graph back. `weights` maps each `@key` to its array."""
+    weights = weights or {}
+    env: dict[str, Node] = {}
+    names: dict[Node, str] = {}
+    lines = text.splitlines()
+    header_seen = False
+    inputs: list[Node] = []
+    outputs: list[Node] | None = None
+    graph_name = "main"
+    for line_no, raw in enumerate(lines, start=1):
+        if not raw.strip() or raw.strip().startswith("#"):
+            continue
+        toks = _Tokens(raw, line_no)
+        if not header_seen:
+            if toks.next("id") != "graph":
+                toks.fail("a graph starts with `graph NAME(...) {`")
+            graph_name = toks.next("id")
+            toks.next("punct", "(")
+            while not toks.accept(")"):
+                var = toks.next("var")[1:]
+                toks.next("punct", ":")
+                t = toks.type_()
+                if not isinstance(t, TensorType):
+                    toks.fail("a graph input must be a tensor")
+                if var in env:
+                    toks.fail(f"input %{var} is declared twice")
+                try:
+                    node = Node.input(var, t.shape, t.dtype)
+                except SmeltError as e:
+                    toks.fail(str(e))
+                env[var] = node
+                inputs.append(node)
+                if not toks.accept(","):
+                    toks.next("punct", ")")
+                    break
+            toks.next("punct", "{")
+            toks.done()
+            header_seen = True
+            continue
+        if outputs is not None:
+            if raw.strip() != "}":
+                toks.fail("nothing may follow `}`" if raw.strip() else "")
+            outputs_closed = True  # noqa: F841
+            break
+        first = toks.peek()
+        if first == ("id", "return"):
+            toks.next()
+            outputs = []
+            while toks.peek() is not None:
+                outputs.append(_lookup(toks, env, toks.next("var")[1:]))
+                if not toks.accept(","):
+                    break
+            toks.done()
+            if not outputs:
+                toks.fail("return needs at least one value")
+            continue
+        if raw.strip() == "}":
+            toks.fail("the graph ends without a `return` line")
+        var = toks.next("var")[1:]
+        if var in env:
+            toks.fail(f"%{var} is defined twice (each name is assigned once)")
+        toks.next("punct", "=")
+        op = toks.next("id")
+        if op == "constant":
+            node = _parse_constant(toks, weights)
+        else:
+            toks.next("punct", "(")
+            args: list[Node] = []
+            while not toks.accept(")"):
+                args.append(_lookup(toks, env, toks.next("var")[1:]))
+                if not toks.accept(","):
+                    toks.next("punct", ")")
+                    break
+            attrs = toks.keywords("}") if toks.accept("{") else {}
+            toks.next("punct", ":")
+            declared = toks.type_()
+            toks.done()
+            try:
+                node = Node.make(op, args, **attrs)
+            except SmeltError as e:
+                toks.fail(str(e))
+            if node.type != declared:
+                if isinstance(declared, TensorType) and declared.quant is not None or (
+                    isinstance(declared, TensorType) and declared.layout is not None
+                ):
+                    node = Node.unchecked(op, args, dict(node.attrs), declared)
+                else:
+                    toks.fail(f"declared type {format_type(declared)} but {op} gives "
+                              f"{format_type(node.type)}")
+        env[var] = node
+        if not var.isdigit():
+            names.setdefault(node, var)
+    if not header_seen:
+        raise ParseError("empty text: expected `graph NAME(...) {`", 1, lines[0] if lines else "")
+    if outputs is None:
+        raise ParseError("the graph has no `return` line", len(lines), lines[-1])
+    if not lines or lines[-1].strip() != "}":
+        last = next((i for i in range(len(lines), 0, -1) if lines[i - 1].strip()), len(lines))
+        if lines[last - 1].strip() != "}":
+            raise ParseError("the graph is not closed with `}`", last, lines[last - 1])
+    return Graph(inputs, outputs, graph_name, names)
+
+
+def _lookup(toks: _Tokens, env: dict[str, Node], var: str) -> Node:
+    if var not in env:
+        toks.fail(f"%{var} is used before it is defined")
+    return env[var]
+
+
+def _parse_constant(toks: _Tokens, weights: Mapping[str, np.ndarray]) -> Node:
+    kind, tok = toks.peek() or ("", "")
+    if kind == "ref":
+        toks.next()
+        key = tok[1:]
+        if key not in weights:
+            toks.fail(f"weight @{key} is not in the weights file")
+        array = np.asarray(weights[key])
+        toks.next("punct", ":")
+        declared = toks.type_()
+        toks.done()
+        if not isinstance(declared, TensorType):
+            toks.fail("a constant must be a tensor")
+        if tuple(array.shape) != declared.shape or array.dtype != numpy_dtype(declared.dtype):
+            toks.fail(f"weight @{key} is {array.dtype}{list(array.shape)}, but the text "
+                      f"declares {format_type(declared)}")
+        return Node.constant(array, declared.dtype)
+    value = toks.value()
+    toks.next("punct", ":")
+    declared = toks.type_()
+    toks.done()
+    if not isinstance(declared, TensorType):
+        toks.fail("a constant must be a tensor")
+    flat = list(value) if isinstance(value, tuple) else [value]
+    if len(flat) != declared.size:
+        toks.fail(f"{len(flat)} values given for a constant of {declared.size} elements")
+    try:
+        array = np.array(flat, dtype=numpy_dtype(declared.dtype)).reshape(declared.shape)
+    except (TypeError, ValueError, OverflowError) as e:
+        toks.fail(f"bad constant value: {e}")
+    return Node.constant(array, declared.dtype)
