@@ -70,6 +70,13 @@ def _inline_constant(n: Node) -> str:
     return format_value(flat)
 
 
+def _short_source(src: str) -> str:
+    """'model.py:12' from 'path/to/model.py:12 in forward: code' (the full line stays in the
+    graph's side table for error messages)."""
+    head = src.strip().splitlines()[-1].split(" in ", 1)[0]
+    return head.rsplit("/", 1)[-1]
+
+
 def print_graph(g: Graph) -> tuple[str, dict[str, np.ndarray]]:
     """(text, weights): the graph's printed form and the arrays its `@key`s refer to."""
     names: dict[Node, str] = {}
@@ -121,7 +128,7 @@ def print_graph(g: Graph) -> tuple[str, dict[str, np.ndarray]]:
         line = f"  %{names[n]} = {body} : {format_type(n.type)}"
         src = g.sources.get(n)
         if src:
-            line += f"  # {src.strip().splitlines()[-1].strip()}"
+            line += f"  # {_short_source(src)}"
         lines.append(line)
     lines.append("  return " + ", ".join(f"%{names[o]}" for o in g.outputs))
     lines.append("}")

@@ -57,3 +57,15 @@ def prod(xs: Sequence[int]) -> int:
     for x in xs:
         n *= int(x)
     return n
+
+
+def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), held in float32.
+
+    bfloat16 is float32 with the low 16 mantissa bits dropped; this is how torch converts.
+    NaN stays NaN; values past bfloat16's largest finite value round to infinity."""
+    a = np.asarray(x, dtype=np.float32)
+    bits = np.ascontiguousarray(a).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    out = bits.astype(np.uint32).view(np.float32).reshape(a.shape)
+    return np.where(np.isnan(a), a, out)

@@ -1,0 +1,185 @@
+"""The torch.export frontend: a module and example inputs -> a smelt Graph.
+
+The module is exported (torch.export.export), the core ATen decompositions are run (keeping
+the ops smelt models directly: linear, silu, hardswish, hardsigmoid), and each ATen op is
+converted through the table in `torch_aten`. Parameters, buffers and lifted constants become
+constant nodes. A computation on constants only (masks, position ids, rotary tables) is
+evaluated by torch at trace time and becomes a constant. An op with no converter raises
+`UnsupportedOpError` naming it and the user's source line.
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+
+from .errors import SmeltError, UnsupportedOpError
+from .graph import Graph
+from .node import Node
+from .torch_aten import ATEN, _Unsupported, check_against
+from .torch_common import Builder, TraceError, smelt_dtype, source_line, tensor_constant
+
+KEEP = ("linear", "silu", "hardswish", "hardsigmoid")
+
+
+def decomposition_table(keep: Sequence[str] = KEEP) -> dict:
+    table = torch.export.default_decompositions()
+    for op in list(table):
+        if getattr(op, "overloadpacket", None) is not None and op.overloadpacket.__name__ in keep:
+            del table[op]
+    return table
+
+
+def export(module: torch.nn.Module, args: tuple, kwargs: dict | None = None) -> ExportedProgram:
+    module = module.eval()
+    try:
+        with warnings.catch_warnings():  # torch's own deprecation noise, not the user's
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
+            ep = torch.export.export(module, tuple(args), kwargs or {})
+    except Exception as e:  # torch raises many types; give one with advice
+        raise TraceError(
+            f"torch.export could not trace {type(module).__name__}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}\n  to do: remove data-dependent "
+            "control flow from forward(), or try smelt.trace_fx"
+        ) from e
+    return ep.run_decompositions(decomposition_table())
+
+
+def trace_export(module: torch.nn.Module, args: Any, kwargs: dict | None = None, *,
+                 name: str = "main") -> Graph:
+    """Trace `module(*args, **kwargs)` into a smelt Graph through torch.export."""
+    if not isinstance(args, tuple | list):
+        args = (args,)
+    with torch.no_grad():
+        ep = export(module, tuple(args), kwargs)
+    return convert_program(ep, name)
+
+
+def _lifted_values(ep: ExportedProgram) -> dict[str, torch.Tensor]:
+    values: dict[str, torch.Tensor] = {}
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind == InputKind.PARAMETER or spec.kind == InputKind.BUFFER:
+            t = ep.state_dict.get(spec.target)
+            if t is None:
+                t = ep.constants[spec.target]
+            values[spec.arg.name] = t
+        elif spec.kind == InputKind.CONSTANT_TENSOR:
+            values[spec.arg.name] = ep.constants[spec.target]
+    return values
+
+
+def convert_program(ep: ExportedProgram, name: str = "main") -> Graph:
+    b = Builder("torch.export")
+    lifted = _lifted_values(ep)
+    targets = {s.arg.name: s.target for s in ep.graph_signature.input_specs if s.target}
+    env: dict[str, Any] = {}
+    inputs: list[Node] = []
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            if node.name in lifted:
+                const = tensor_constant(lifted[node.name])
+                env[node.name] = b.note(const, targets.get(node.name, node.name))
+            else:
+                val = node.meta["val"]
+                if not isinstance(val, torch.Tensor):
+                    raise TraceError(f"input {node.name} is not a tensor ({type(val).__name__})")
+                x = Node.input(node.name, tuple(int(d) for d in val.shape),
+                               smelt_dtype(val.dtype))
+                env[node.name] = x
+                inputs.append(x)
+        elif node.op == "call_function":
+            env[node.name] = _convert_call(b, node, env)
+        elif node.op == "output":
+            outputs = _outputs(ep, node, env)
+    return Graph(inputs, outputs, name, b.names, b.sources)
+
+
+def _outputs(ep: ExportedProgram, node: torch.fx.Node, env: dict[str, Any]) -> list[Node]:
+    specs = ep.graph_signature.output_specs
+    values = node.args[0]
+    outs = []
+    for spec, v in zip(specs, values, strict=True):
+        if spec.kind != OutputKind.USER_OUTPUT:
+            raise TraceError(f"the model mutates state ({spec.kind.name}); smelt traces "
+                             "inference graphs: call model.eval() and avoid in-place buffers")
+        value = env[v.name] if isinstance(v, torch.fx.Node) else v
+        if not isinstance(value, Node):
+            raise TraceError(f"output {v} is not a tensor")
+        outs.append(value)
+    return outs
+
+
+def _resolve(value: Any, env: dict[str, Any]) -> Any:
+    if isinstance(value, torch.fx.Node):
+        return env[value.name]
+    if isinstance(value, list | tuple):
+        return type(value)(_resolve(v, env) for v in value)
+    return value
+
+
+def _all_constant(values: Any) -> bool:
+    flat = values if isinstance(values, list | tuple) else [values]
+    out = True
+    for v in flat:
+        if isinstance(v, list | tuple):
+            out = out and _all_constant(v)
+        elif isinstance(v, Node):
+            out = out and v.op == "constant"
+    return out
+
+
+def _to_torch(value: Any) -> Any:
+    if isinstance(value, Node):
+        arr = value.value
+        t = torch.from_numpy(arr.copy())
+        return t.to(torch.bfloat16) if value.dtype == "bfloat16" else t
+    if isinstance(value, list | tuple):
+        return type(value)(_to_torch(v) for v in value)
+    return value
+
+
+def _fold(node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Evaluate an op on constants with torch itself."""
+    result = node.target(*_to_torch(args), **_to_torch(kwargs))
+    if isinstance(result, torch.Tensor):
+        return tensor_constant(result)
+    if isinstance(result, list | tuple):
+        return tuple(tensor_constant(r) if isinstance(r, torch.Tensor) else r for r in result)
+    return result
+
+
+def _convert_call(b: Builder, node: torch.fx.Node, env: dict[str, Any]) -> Any:
+    args = _resolve(node.args, env)
+    kwargs = _resolve(dict(node.kwargs), env)
+    if node.target is operator.getitem:
+        value = args[0][args[1]]
+        if value is None:
+            raise SmeltError(f"{node.name}: a result smelt does not compute is used")
+        return value
+    b.source = source_line(node.meta.get("stack_trace"))
+    out = node.meta.get("val")
+    packet = getattr(node.target, "overloadpacket", None)
+    op_name = packet.__name__ if packet is not None else str(node.target)
+    converter = ATEN.get(op_name)
+    kwargs.pop("device", None), kwargs.pop("layout", None), kwargs.pop("pin_memory", None)
+    if _all_constant((args, kwargs)):
+        folded = _fold(node, args, kwargs)
+        return b.note(folded, node.name) if isinstance(folded, Node) else folded
+    if converter is None:
+        raise UnsupportedOpError(str(node.target), b.source, "torch.export")
+    try:
+        result = converter(b, out, *args, **kwargs)
+    except _Unsupported as e:
+        raise UnsupportedOpError(f"{node.target} ({e})", b.source, "torch.export") from None
+    except TypeError as e:
+        raise UnsupportedOpError(f"{node.target} with arguments the converter does not take "
+                                 f"({e})", b.source, "torch.export") from None
+    if isinstance(result, Node):
+        return b.note(check_against(result, out, b), node.name)
+    return result

@@ -1,0 +1,108 @@
+"""torch.export and torch.fx frontends against eager PyTorch on the zoo.
+
+Two checks per model and frontend:
+- float32: the interpreter (numpy, float32) against eager float32. Both round every op to
+  float32 but sum in different orders; for reductions of length K the difference is about
+  sqrt(K) * 2^-24 relative per layer, ~1e-5 here, so we allow 1e-4 of the output's scale.
+- float64: the interpreter in float64 against the eager model converted with .double().
+  The weights are the same float32 values in both, so only float64 rounding (2^-53) remains;
+  1e-9 of the output's scale is far above that and far below any semantic mistake.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import smelt
+from smelt.ir.torch_common import TraceError
+
+from smelt.zoo import ZOO
+
+FX_MODELS = [n for n in ZOO if not n.startswith("hf_")]  # HF forward() has data-dependent code
+
+
+def _scale(ref: np.ndarray) -> float:
+    return max(1.0, float(np.abs(ref).max()))
+
+
+def _check(graph: smelt.Graph, entry) -> None:
+    model, args = entry.build(), entry.inputs()
+    graph.verify()
+    with torch.no_grad():
+        ref32 = model(*args).numpy()
+        model64 = copy.deepcopy(model).double()
+        args64 = [a.double() if a.is_floating_point() else a for a in args]
+        ref64 = model64(*args64).numpy()
+    (out32,) = smelt.interpret(graph, *args)
+    (out64,) = smelt.interpret(graph, *[a.numpy() for a in args], precision="float64")
+    assert out32.dtype == np.float32 and out32.shape == ref32.shape
+    assert np.abs(out32 - ref32).max() <= 1e-4 * _scale(ref32)
+    assert np.abs(out64 - ref64).max() <= 1e-9 * _scale(ref64)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_export_matches_eager(name: str) -> None:
+    entry = ZOO[name]
+    _check(smelt.trace(entry.build(), entry.inputs()), entry)
+
+
+@pytest.mark.parametrize("name", FX_MODELS)
+def test_fx_matches_eager(name: str) -> None:
+    entry = ZOO[name]
+    _check(smelt.trace_fx(entry.build(), entry.inputs()), entry)
+
+
+def test_parameters_become_named_constants() -> None:
+    entry = ZOO["residual_cnn"]
+    model = entry.build()
+    graph = smelt.trace(model, entry.inputs())
+    consts = {graph.names.get(c): c for c in graph.constants()}
+    w = model.stem[0].weight.detach().numpy()
+    assert "stem.0.weight" in consts
+    np.testing.assert_array_equal(consts["stem.0.weight"].value, w)
+    assert not consts["stem.0.weight"].value.flags.writeable
+    assert [x.attrs["name"] for x in graph.inputs] == ["x"]
+    n_params = sum(p.numel() for p in model.parameters())
+    n_buffers = sum(b.numel() for n, b in model.named_buffers() if "num_batches" not in n)
+    assert graph.summary().params >= n_params + n_buffers
+
+
+class _Cumsum(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(x)
+        return torch.cumsum(y, dim=1)  # smelt has no cumsum
+
+
+@pytest.mark.parametrize("trace", [smelt.trace, smelt.trace_fx])
+def test_unsupported_op_names_op_and_source_line(trace) -> None:
+    with pytest.raises(smelt.UnsupportedOpError) as err:
+        trace(_Cumsum(), (torch.randn(2, 5),))
+    msg = str(err.value)
+    assert "cumsum" in msg
+    assert "test_frontend_torch.py" in msg and "torch.cumsum(y, dim=1)" in msg
+    assert "to do:" in msg
+
+
+class _Branchy(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # data-dependent control flow: fx cannot trace it
+            return x
+        return -x
+
+
+def test_fx_trace_failure_is_a_typed_error() -> None:
+    with pytest.raises(TraceError, match="torch.fx could not trace _Branchy"):
+        smelt.trace_fx(_Branchy(), (torch.randn(3),))
+
+
+def test_constant_subcomputations_fold_at_trace_time() -> None:
+    entry = ZOO["llama_block"]
+    graph = smelt.trace(entry.build(), entry.inputs())
+    ops = graph.summary().ops
+    # the rotary tables and the causal mask are computed from buffers only: no sin/cos/triu
+    assert "sin" not in ops and "cos" not in ops
+    assert ops["linear"] == 7 and ops["softmax"] == 1
