@@ -103,7 +103,10 @@ class _Builder:
                 f"smelt has no converter for the lax primitive {name!r}; rewrite that line "
                 "with supported operations (the table is smelt.ir.jax_frontend.CONVERTERS), "
                 "or add a converter for it there"))
-        out = converter(self, eqn, xs)
+        try:
+            out = converter(self, eqn, xs)
+        except TypeInferenceError as e:  # a smelt op refused this use (a dtype, a shape)
+            raise self.unsupported(name, f"smelt's ops cannot express this use: {e}") from e
         outs = [out] if isinstance(out, Node) else list(out)
         for var, node in zip(eqn.outvars, outs, strict=True):
             want = TensorType(tuple(var.aval.shape), smelt_dtype(var.aval.dtype, self.source))
@@ -114,16 +117,22 @@ class _Builder:
         return outs
 
 
+_SUMMARY = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?::\d+)? \((?P<fn>.*)\)$")
+
+
 def source_line(eqn: Any) -> str | None:
     """`path/file.py:line in function: code` of the user frame that made `eqn`, or None.
-    (The form smelt's printer shortens to `file.py:line`.)"""
-    from jax._src import source_info_util
+    (The form smelt's printer shortens to `file.py:line`.) Read from jax's public
+    `summarize`, which gives `path:line:column (function)` or "" when no user frame."""
+    from jax.extend.source_info_util import summarize
 
-    frame = source_info_util.user_frame(eqn.source_info.traceback)
-    if frame is None:
-        return source_info_util.summarize(eqn.source_info) or None
-    where = f"{frame.file_name}:{frame.start_line} in {frame.function_name}"
-    code = linecache.getline(frame.file_name, frame.start_line).strip()
+    summary = summarize(eqn.source_info)
+    found = _SUMMARY.match(summary)
+    if not found:
+        return summary or None
+    path, line = found["file"], int(found["line"])
+    code = linecache.getline(path, line).strip()
+    where = f"{path}:{line} in {found['fn']}"
     return f"{where}: {code}" if code else where
 
 
@@ -166,7 +175,7 @@ def _slice(b: _Builder, x: Node, axis: int, start: int, stop: int, step: int = 1
     return b.make("slice", x, axis=axis, start=start, stop=stop, step=step)
 
 
-def _scalar(x: Node) -> float | None:
+def _scalar(x: Node) -> bool | int | float | None:
     """The value of a rank-0 constant, else None."""
     return x.value.item() if x.is_constant and x.value.ndim == 0 else None
 
@@ -214,6 +223,14 @@ def _pow(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     return b.make("pow", x, _cast(b, y, x.dtype))
 
 
+def _rem(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """Integer remainder with the dividend's sign: a - b * (a / b), division truncated."""
+    x, y = xs
+    if is_float(x.dtype):
+        raise b.unsupported("rem", "smelt has no floating-point remainder (fmod) op")
+    return b.make("sub", x, b.make("mul", b.make("div", x, y), y))
+
+
 def _square(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     return b.make("mul", xs[0], xs[0])
 
@@ -222,7 +239,7 @@ def _integer_pow(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     """x ** y by repeated squaring (as XLA expands it); negative y takes the reciprocal."""
     x, y = xs[0], eqn.params["y"]
     if y == 0:
-        return b.make("expand", b.const(np.ones((), x.dtype), x.dtype), shape=x.shape)
+        return b.make("expand", b.const(1, x.dtype), shape=x.shape)
     acc, base, n = None, x, abs(y)
     while n:
         if n & 1:
@@ -523,12 +540,14 @@ def _gather(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
 
 
 def _gather_fill(fill: Any, x: Node) -> Any:
-    """jax's default fill for out-of-range gathers: NaN, the minimum int, or True."""
+    """jax's fill for out-of-range gathers (given, else NaN, the signed minimum, the
+    unsigned maximum, or True)."""
     if fill is not None:
         return fill
-    if is_float(x.dtype):
-        return np.nan
-    return True if x.dtype == "bool" else np.iinfo(np.dtype(x.dtype)).min
+    if is_float(x.dtype) or x.dtype == "bool":
+        return np.nan if is_float(x.dtype) else True
+    info = np.iinfo(np.dtype(x.dtype))
+    return info.max if info.min == 0 else info.min
 
 
 # -- calls ---------------------------------------------------------------------------------
@@ -557,7 +576,7 @@ def _inline(b: _Builder, eqn: Any, xs: list[Node]) -> list[Node]:
 CONVERTERS: dict[str, Converter] = {
     # arithmetic and comparisons
     "add": _arith("add"), "sub": _arith("sub"), "mul": _arith("mul"), "div": _arith("div"),
-    "max": _arith("maximum"), "min": _arith("minimum"), "pow": _pow,
+    "max": _arith("maximum"), "min": _arith("minimum"), "pow": _pow, "rem": _rem,
     "eq": _compare("equal"), "ne": _compare("not_equal"), "lt": _compare("less"),
     "le": _compare("less_equal"), "gt": _compare("greater"), "ge": _compare("greater_equal"),
     "and": _logical("logical_and"), "or": _logical("logical_or"),
@@ -580,7 +599,7 @@ CONVERTERS: dict[str, Converter] = {
     "split": _split, "slice": _slice_prim, "dynamic_slice": _dynamic_slice, "pad": _pad,
     "gather": _gather, "iota": _iota,
     # identities and calls
-    "stop_gradient": _identity, "copy": _identity, "copy_p": _identity,
+    "stop_gradient": _identity, "copy": _identity,  # lax.copy_p is named "copy"
     "optimization_barrier": _identity,
     "pjit": _inline, "jit": _inline, "closed_call": _inline, "core_call": _inline,
     "custom_jvp_call": _inline, "custom_vjp_call": _inline, "custom_vjp_call_jaxpr": _inline,
@@ -601,12 +620,24 @@ def trace_jax(fn: Callable[..., Any], *args: Any, constants: Sequence[int] = (),
 
     consts_at = {_position(i, len(args)) for i in constants}
     closed = jax.make_jaxpr(fn)(*args)
+    b = _Builder()
+    nodes = _bind_arguments(b, fn, args, consts_at, closed.jaxpr.invars)
+    outputs = b.run(closed.jaxpr, closed.consts, nodes, None)
+    inputs = [n for n in nodes if n.op == "input"]
+    return Graph(inputs, outputs, name, names=b.names, sources=b.sources)
+
+
+def _bind_arguments(b: _Builder, fn: Callable[..., Any], args: Sequence[Any],
+                    consts_at: set[int], invars: Sequence[Any]) -> list[Node]:
+    """One node per flattened argument leaf: a named input, or a constant for the arguments
+    at `consts_at`. jax flattens `args` in the same order to make the jaxpr's invars."""
+    import jax
+
     leaves = [(arg_name, path, leaf, i in consts_at)
               for i, arg_name in enumerate(_arg_names(fn, len(args)))
               for path, leaf in jax.tree_util.tree_flatten_with_path(args[i])[0]]
-    b = _Builder()
-    nodes, taken = [], set()
-    for (arg_name, path, leaf, is_const), var in zip(leaves, closed.jaxpr.invars, strict=True):
+    nodes, taken, site = [], set(), _definition_site(fn)
+    for (arg_name, path, leaf, is_const), var in zip(leaves, invars, strict=True):
         label = _unique(_leaf_name(arg_name, path), taken)
         dtype = smelt_dtype(var.aval.dtype)
         if is_const:
@@ -614,10 +645,21 @@ def trace_jax(fn: Callable[..., Any], *args: Any, constants: Sequence[int] = (),
             b.names[node] = label
         else:
             node = Node.input(label, tuple(var.aval.shape), dtype)
+        if site:
+            b.sources.setdefault(node, f"{site}: argument {label}")
         nodes.append(node)
-    outputs = b.run(closed.jaxpr, closed.consts, nodes, None)
-    inputs = [n for n, leaf in zip(nodes, leaves, strict=True) if not leaf[3]]
-    return Graph(inputs, outputs, name, names=b.names, sources=b.sources)
+    return nodes
+
+
+def _definition_site(fn: Callable[..., Any]) -> str | None:
+    """`path/file.py:line in name` of fn's definition, where Python can find it."""
+    try:
+        target = inspect.unwrap(fn)
+        _, line = inspect.getsourcelines(target)
+        path = inspect.getsourcefile(target)
+    except (TypeError, OSError):
+        return None
+    return f"{path}:{line} in {getattr(target, '__qualname__', 'fn')}" if path else None
 
 
 def _position(i: int, n: int) -> int:

@@ -60,3 +60,27 @@ __all__ = [
     "TensorType", "TypeInferenceError", "UnsupportedOpError", "VerificationError", "interpret",
     "load", "ops", "parse_graph", "save", "trace", "trace_fx", "trace_jax", "verify",
 ]
+
+
+def compile(graph, target="cpu", **options):  # noqa: A001 - the public name users expect
+    """Compile a Graph with TVM; returns a module callable on numpy arrays / torch tensors."""
+    from smelt.backends.compile import compile_graph
+
+    return compile_graph(graph, target, **options)
+
+
+def load_compiled(path):
+    """Load a library written by `compiled_module.export(path)`."""
+    from smelt.backends.compiled import load_compiled as _load
+
+    return _load(path)
+
+
+def to_relax(graph):
+    """The graph as a TVM Relax IRModule (function `main`)."""
+    from smelt.backends.relax_module import to_relax as _to_relax
+
+    return _to_relax(graph)
+
+
+__all__ += ["compile", "load_compiled", "to_relax"]

@@ -17,7 +17,6 @@ import pytest
 from jax import lax
 
 import smelt
-from smelt.ir import UnsupportedOpError, parse_graph, print_graph
 
 RNG = 20240601
 
@@ -60,6 +59,9 @@ def test_mlp_params_become_constants():
     ops = graph.summary().ops
     assert ops["linear"] == 3 and "matmul" not in ops
     assert {graph.names[c] for c in graph.constants() if c in graph.names} >= {"params_w1"}
+    assert all(n in graph.sources for n in graph)  # every node knows its source line
+    (linear,) = [n for n in graph if n.op == "linear" and n.inputs[0].op == "input"]
+    assert 'x @ params["w1"]' in graph.sources[linear]
 
 
 def test_pytree_inputs_are_named_from_their_path():
@@ -164,8 +166,8 @@ def test_transformer_encoder_block():
     graph = _check(encoder_block, (p, x), constants=(0,), rtol=1e-5, atol=5e-5)
     ops = graph.summary().ops
     assert ops["matmul"] == 2 and ops["linear"] == 6 and ops["erf"] == 1
-    text, weights = print_graph(graph)
-    again = parse_graph(text, weights)
+    text, weights = smelt.ir.print_graph(graph)
+    again = smelt.parse_graph(text, weights)
     assert _without_comments(again.to_text()) == _without_comments(text)  # sources are comments
     np.testing.assert_array_equal(smelt.interpret(again, x)[0], smelt.interpret(graph, x)[0])
     assert any("encoder_block" in s for s in graph.sources.values())
@@ -276,9 +278,9 @@ def test_unsupported_primitive_names_it_and_the_source_line():
     def running_total(x):
         return jnp.cumsum(x, axis=1) + 1.0
 
-    with pytest.raises(UnsupportedOpError) as info:
+    with pytest.raises(smelt.UnsupportedOpError) as info:
         smelt.trace_jax(running_total, np.ones((2, 3), np.float32))
-    lines, first = inspect.getsourcelines(running_total)
+    _, first = inspect.getsourcelines(running_total)
     line_no = first + 1  # the `return jnp.cumsum(...)` line
     message = str(info.value)
     assert info.value.op == "cumsum" and info.value.frontend == "jax"

@@ -1,0 +1,51 @@
+"""`smelt.compile(graph, target="cpu")`: lower to Relax, build with TVM, return a module.
+
+Builds are cached in memory by (graph content hash, target), so compiling the same graph
+twice is instant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tvm
+
+from smelt.ir.graph import Graph
+
+from .compiled import CompiledModule
+from .relax_module import to_relax
+from .targets import make_target
+
+_CACHE: dict[tuple[str, str], CompiledModule] = {}
+
+
+def graph_key(graph: Graph) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for x in graph.inputs:
+        h.update(f"{x.attrs['name']}:{x.type}".encode())
+    for o in graph.outputs:
+        h.update(o.content_hash.encode())
+    return h.hexdigest()
+
+
+def signature(graph: Graph) -> dict[str, Any]:
+    return {
+        "inputs": [{"name": x.attrs["name"], "shape": list(x.shape), "dtype": x.dtype}
+                   for x in graph.inputs],
+        "outputs": [{"shape": list(o.shape), "dtype": o.dtype} for o in graph.outputs],
+    }
+
+
+def compile_graph(graph: Graph, target: str = "cpu", **options: Any) -> CompiledModule:
+    tgt = make_target(target, **options)
+    key = (graph_key(graph), str(tgt))
+    if key in _CACHE:
+        return _CACHE[key]
+    mod = to_relax(graph)
+    with tvm.transform.PassContext(opt_level=3):
+        executable = tvm.compile(mod, tgt)
+    module = CompiledModule(executable, signature(graph))
+    _CACHE[key] = module
+    return module

@@ -1,0 +1,71 @@
+"""A compiled graph: callable on numpy arrays or torch tensors, exportable as a shared
+library that runs with TVM's runtime alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from smelt.ir.errors import FileFormatError, InterpretError
+
+
+def _array(x: Any) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "numpy"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class CompiledModule:
+    """`module(*inputs) -> tuple[np.ndarray, ...]`, like `smelt.interpret`."""
+
+    def __init__(self, executable: Any, signature: dict[str, Any], device=None) -> None:
+        self.executable = executable
+        self.signature = signature
+        self.device = device or tvm.cpu()
+        self._vm = relax.VirtualMachine(executable, self.device)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.signature["inputs"]]
+
+    def __call__(self, *inputs: Any) -> tuple[np.ndarray, ...]:
+        specs = self.signature["inputs"]
+        if len(inputs) != len(specs):
+            raise InterpretError(f"the module takes {len(specs)} inputs "
+                                 f"({', '.join(self.input_names)}), got {len(inputs)}")
+        args = []
+        for spec, x in zip(specs, inputs, strict=True):
+            a = _array(x)
+            if list(a.shape) != spec["shape"]:
+                raise InterpretError(f"input {spec['name']!r} has shape {list(a.shape)}, the "
+                                     f"module expects {spec['shape']}")
+            a = np.ascontiguousarray(a, dtype=spec["dtype"])
+            args.append(tvm.runtime.tensor(a, self.device))
+        result = self._vm["main"](*args)
+        return tuple(r.numpy() for r in result)
+
+    def export(self, path: str | Path) -> Path:
+        """Write a shared library (and its signature as JSON beside it)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.executable.export_library(str(path))
+        path.with_suffix(".json").write_text(json.dumps(self.signature, indent=1))
+        return path
+
+
+def load_compiled(path: str | Path) -> CompiledModule:
+    """Load a library written by `CompiledModule.export`."""
+    path = Path(path)
+    meta = path.with_suffix(".json")
+    if not path.is_file() or not meta.is_file():
+        raise FileFormatError(f"need {path} and {meta.name} beside it (written by export)")
+    try:
+        signature = json.loads(meta.read_text())
+    except json.JSONDecodeError as e:
+        raise FileFormatError(f"{meta} is not valid JSON: {e}") from None
+    return CompiledModule(tvm.runtime.load_module(str(path)), signature)

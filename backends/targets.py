@@ -1,0 +1,40 @@
+"""Compilation targets: the host CPU for LLVM (detected, with a safe fallback)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import tvm
+
+from smelt.ir.errors import SmeltError
+
+
+class TargetError(SmeltError):
+    """A target smelt does not know, or one this machine cannot build for."""
+
+
+@lru_cache(maxsize=1)
+def host_cpu() -> str:
+    """LLVM's name for this machine's CPU (e.g. 'znver4'), or 'x86-64' if LLVM cannot tell."""
+    try:
+        from tvm.target import codegen
+
+        cpu = str(codegen.llvm_get_system_cpu())
+        if cpu and cpu != "generic" and codegen.llvm_is_valid_cpu(cpu):
+            return cpu
+    except Exception:  # an old or odd LLVM: fall back
+        pass
+    return "x86-64"
+
+
+def cpu_target(mcpu: str | None = None, num_cores: int | None = None) -> tvm.target.Target:
+    return tvm.target.Target({"kind": "llvm", "mcpu": mcpu or host_cpu(),
+                              "num-cores": int(num_cores or os.cpu_count() or 1)})
+
+
+def make_target(target: str, **options) -> tvm.target.Target:
+    if target == "cpu":
+        return cpu_target(options.get("mcpu"), options.get("num_cores"))
+    raise TargetError(f"unknown target {target!r}; smelt compiles for 'cpu' (CUDA and C "
+                      "targets are planned)")
