@@ -1,0 +1,454 @@
+"""lax primitive -> smelt conversions: one table, `CONVERTERS`, keyed by primitive name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import TypeInferenceError, UnsupportedOpError  # noqa: F401
+from .jax_builder import (  # noqa: F401
+    _SUMMARY,
+    Converter,
+    _Builder,
+    _cast,
+    _out_dtype,
+    _reshape,
+    _scalar,
+    _slice,
+    _transpose,
+    smelt_dtype,
+    source_line,
+)
+from .node import Node
+from .ops.common import prod
+from .types import is_float
+
+
+# -- elementwise ---------------------------------------------------------------------------
+def _arith(op: str) -> Converter:
+    def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+        dtype = _out_dtype(eqn)
+        return b.make(op, *(_cast(b, x, dtype) for x in xs))
+
+    convert.__name__ = f"convert_{op}"
+    return convert
+
+
+def _compare(op: str) -> Converter:
+    def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+        x, y = xs
+        return b.make(op, x, _cast(b, y, x.dtype))
+
+    convert.__name__ = f"convert_{op}"
+    return convert
+
+
+def _logical(op: str) -> Converter:
+    def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+        if any(x.dtype != "bool" for x in xs):
+            raise b.unsupported(eqn.primitive.name, "smelt has logical ops on bool only, not "
+                                "bitwise ops on integers; compare to get bools first")
+        return b.make(op, *xs)
+
+    convert.__name__ = f"convert_{op}"
+    return convert
+
+
+def _unary(op: str) -> Converter:
+    def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+        return b.make(op, xs[0])
+
+    convert.__name__ = f"convert_{op}"
+    return convert
+
+
+def _pow(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    x, y = xs
+    return b.make("pow", x, _cast(b, y, x.dtype))
+
+
+def _rem(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """Integer remainder with the dividend's sign: a - b * (a / b), division truncated."""
+    x, y = xs
+    if is_float(x.dtype):
+        raise b.unsupported("rem", "smelt has no floating-point remainder (fmod) op")
+    return b.make("sub", x, b.make("mul", b.make("div", x, y), y))
+
+
+def _square(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    return b.make("mul", xs[0], xs[0])
+
+
+def _integer_pow(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """x ** y by repeated squaring (as XLA expands it); negative y takes the reciprocal."""
+    x, y = xs[0], eqn.params["y"]
+    if y == 0:
+        return b.make("expand", b.const(1, x.dtype), shape=x.shape)
+    acc, base, n = None, x, abs(y)
+    while n:
+        if n & 1:
+            acc = base if acc is None else b.make("mul", acc, base)
+        n >>= 1
+        if n:
+            base = b.make("mul", base, base)
+    return b.make("reciprocal", acc) if y < 0 else acc
+
+
+def _erfc(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    # erfc(x) = 1 - erf(x): exact in real arithmetic; absolute (not relative) float accuracy
+    return b.make("sub", b.const(1, xs[0].dtype), b.make("erf", xs[0]))
+
+
+def _ceil(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    return b.make("neg", b.make("floor", b.make("neg", xs[0])))  # ceil x = -floor(-x)
+
+
+def _round(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    if int(eqn.params["rounding_method"]) != 1:  # 1 = TO_NEAREST_EVEN
+        raise b.unsupported("round", "smelt's round is half-to-even; use jnp.round, or "
+                            "lax.round(x, lax.RoundingMethod.TO_NEAREST_EVEN)")
+    return b.make("round", xs[0])
+
+
+def _identity(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    return xs[0]
+
+
+def _convert_element_type(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    return _cast(b, xs[0], smelt_dtype(eqn.params["new_dtype"], b.source))
+
+
+def _select_n(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """select_n(p, c0, c1, ...) picks case p; a bool p picks c1 where true."""
+    pred, *cases = xs
+    dtype = _out_dtype(eqn)
+    cases = [_cast(b, c, dtype) for c in cases]
+    if len(cases) == 1:
+        return cases[0]
+    if pred.dtype == "bool":
+        return b.make("where", pred, cases[1], cases[0])
+    out = cases[-1]
+    for i in range(len(cases) - 2, -1, -1):
+        out = b.make("where", b.make("equal", pred, b.const(i, pred.dtype)), cases[i], out)
+    return out
+
+
+def _clamp(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    lo, x, hi = xs
+    low, high = _scalar(lo), _scalar(hi)
+    if is_float(x.dtype) and low is not None and high is not None:
+        return b.make("clamp", x, min=float(low), max=float(high))
+    return b.make("minimum", b.make("maximum", x, _cast(b, lo, x.dtype)), _cast(b, hi, x.dtype))
+
+
+# -- contractions ----------------------------------------------------------------------------
+def _dot_general(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """Free and contracted axes grouped by transposes and reshapes into linear (a constant
+    right operand without batch axes) or batched matmul. jax's output order is
+    batch, lhs free, rhs free."""
+    dtype = _out_dtype(eqn)
+    lhs, rhs = (_cast(b, x, dtype) for x in xs)
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    lf = [d for d in range(len(lhs.shape)) if d not in lc and d not in lb]
+    rf = [d for d in range(len(rhs.shape)) if d not in rc and d not in rb]
+    batch = [lhs.shape[d] for d in lb]
+    m, n = [lhs.shape[d] for d in lf], [rhs.shape[d] for d in rf]
+    k = prod([lhs.shape[d] for d in lc])
+    out_shape = batch + m + n
+    if not lb and rhs.is_constant:
+        x = _reshape(b, _transpose(b, lhs, lf + list(lc)), m + [k])
+        w = b.fold(rhs, rf + list(rc), (prod(n), k))
+        return _reshape(b, b.make("linear", x, w), out_shape)
+    x = _reshape(b, _transpose(b, lhs, list(lb) + lf + list(lc)), batch + [prod(m), k])
+    y = _reshape(b, _transpose(b, rhs, list(rb) + list(rc) + rf), batch + [k, prod(n)])
+    return _reshape(b, b.make("matmul", x, y), out_shape)
+
+
+def _conv(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """Any 2-D layout to NCHW x OIHW by transposes (a constant kernel is folded), conv2d,
+    and the NCHW result transposed to the requested output layout."""
+    p = eqn.params
+    lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
+    pads = [tuple(int(v) for v in pair) for pair in p["padding"]]
+    if len(lhs_spec) != 4:
+        raise b.unsupported("conv_general_dilated", "only 2-D convolutions are supported; "
+                            "add a unit spatial axis for 1-D")
+    if any(d != 1 for d in p["lhs_dilation"]) or p["batch_group_count"] != 1:
+        raise b.unsupported("conv_general_dilated", "input dilation (transposed convolution) "
+                            "and batch_group_count > 1 have no smelt op")
+    if any(v < 0 for pair in pads for v in pair):
+        raise b.unsupported("conv_general_dilated", "negative padding; slice the input first")
+    dtype = _out_dtype(eqn)
+    lhs, rhs = (_cast(b, x, dtype) for x in xs)
+    x = _transpose(b, lhs, lhs_spec)
+    if rhs.is_constant:
+        w = b.fold(rhs, rhs_spec, [rhs.shape[d] for d in rhs_spec])
+    else:
+        w = _transpose(b, rhs, rhs_spec)
+    y = b.make("conv2d", x, w, stride=tuple(p["window_strides"]),
+               padding=(pads[0][0], pads[1][0], pads[0][1], pads[1][1]),
+               dilation=tuple(p["rhs_dilation"]), groups=int(p["feature_group_count"]))
+    return _transpose(b, y, np.argsort(out_spec).tolist())
+
+
+# -- reductions ----------------------------------------------------------------------------
+def _reduce(op: str) -> Converter:
+    def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+        axes = tuple(eqn.params["axes"])
+        return b.make(op, xs[0], axes=axes) if axes else xs[0]  # smelt's () means all axes
+
+    convert.__name__ = f"convert_{op}"
+    return convert
+
+
+def _argmax(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    (axis,) = eqn.params["axes"]
+    out = b.make("argmax", xs[0], axis=int(axis))
+    return _cast(b, out, smelt_dtype(eqn.params["index_dtype"], b.source))
+
+
+def _argmin(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    if not is_float(xs[0].dtype):
+        raise b.unsupported("argmin", "argmin is argmax(-x) only for floats; negate "
+                            "integers in a wider dtype first")
+    (axis,) = eqn.params["axes"]
+    out = b.make("argmax", b.make("neg", xs[0]), axis=int(axis))  # -x is exact, ties kept
+    return _cast(b, out, smelt_dtype(eqn.params["index_dtype"], b.source))
+
+
+def _window_layout(b: _Builder, eqn: Any, x: Node) -> tuple[tuple[int, ...], list[int]]:
+    """(perm to NCHW, the two spatial axes) for a rank-4 window over axes (2, 3) or (1, 2)."""
+    p = eqn.params
+    name = eqn.primitive.name
+    if len(x.shape) != 4 or any(d != 1 for d in p["base_dilation"]):
+        raise b.unsupported(name, "only 2-D windows over a rank-4 input, without base "
+                            "dilation, map to smelt pooling")
+    active = {i for i in range(4) if p["window_dimensions"][i] != 1 or p["window_strides"][i]
+              != 1 or tuple(p["padding"][i]) != (0, 0) or p["window_dilation"][i] != 1}
+    if active <= {2, 3}:
+        return (0, 1, 2, 3), [2, 3]
+    if active <= {1, 2}:
+        return (0, 3, 1, 2), [1, 2]
+    raise b.unsupported(name, f"the window covers axes {sorted(active)}; smelt pools the "
+                        "two spatial axes of NCHW or NHWC only")
+
+
+def _reduce_window(kind: str) -> Converter:
+    """reduce_window_max -> max_pool2d; reduce_window_sum -> avg_pool2d * window size."""
+
+    def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+        p, x = eqn.params, xs[0]
+        perm, sp = _window_layout(b, eqn, x)
+        kernel = tuple(int(p["window_dimensions"][i]) for i in sp)
+        stride = tuple(int(p["window_strides"][i]) for i in sp)
+        dilation = tuple(int(p["window_dilation"][i]) for i in sp)
+        pads = [tuple(int(v) for v in p["padding"][i]) for i in sp]
+        if kind == "sum" and (dilation != (1, 1) or not is_float(x.dtype)):
+            raise b.unsupported(eqn.primitive.name, "window sums map to avg_pool2d, which "
+                                "takes float inputs and no window dilation")
+        y = _transpose(b, x, perm)
+        fits = all(lo == hi and 2 * lo <= k for (lo, hi), k in zip(pads, kernel, strict=True))
+        padding = tuple(lo for lo, _ in pads) if fits else (0, 0)
+        if not fits:
+            y = b.make("pad", y, pads=(0, 0, 0, 0) + pads[0] + pads[1], value=_fill(kind, x))
+        if kind == "max":
+            y = b.make("max_pool2d", y, kernel=kernel, stride=stride, padding=padding,
+                       dilation=dilation)
+        else:
+            y = b.make("avg_pool2d", y, kernel=kernel, stride=stride, padding=padding,
+                       count_include_pad=True)
+            y = b.make("mul", y, b.const(prod(kernel), y.dtype))
+        return _transpose(b, y, np.argsort(perm).tolist())
+
+    convert.__name__ = f"convert_reduce_window_{kind}"
+    return convert
+
+
+def _fill(kind: str, x: Node) -> float:
+    if kind == "sum":
+        return 0.0
+    return -np.inf if is_float(x.dtype) else float(np.iinfo(np.dtype(x.dtype)).min)
+
+
+# -- shapes -------------------------------------------------------------------------------
+def _broadcast_in_dim(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """Operand axis i goes to output axis dims[i]: reshape in the size-1 axes, then expand."""
+    x, shape, dims = xs[0], tuple(eqn.params["shape"]), eqn.params["broadcast_dimensions"]
+    kept = [1] * len(shape)
+    for i, d in enumerate(dims):
+        kept[d] = x.shape[i]
+    y = _reshape(b, x, kept)
+    return y if y.shape == shape else b.make("expand", y, shape=shape)
+
+
+def _reshape_prim(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    if eqn.params.get("dimensions") is not None:
+        raise b.unsupported("reshape", "reshape with `dimensions` (a fused transpose); "
+                            "transpose explicitly first")
+    return _reshape(b, xs[0], tuple(eqn.params["new_sizes"]))
+
+
+def _transpose_prim(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    return _transpose(b, xs[0], eqn.params["permutation"])
+
+
+def _squeeze(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    axes = tuple(eqn.params["dimensions"])
+    return b.make("squeeze", xs[0], axes=axes) if axes else xs[0]
+
+
+def _concatenate(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    dtype = _out_dtype(eqn)
+    return b.make("concat", *(_cast(b, x, dtype) for x in xs), axis=eqn.params["dimension"])
+
+
+def _split(b: _Builder, eqn: Any, xs: list[Node]) -> list[Node]:
+    sizes = tuple(int(s) for s in eqn.params["sizes"])
+    parts = b.make("split", xs[0], axis=int(eqn.params["axis"]), sizes=sizes)
+    return [b.make("project", parts, index=i) for i in range(len(sizes))]
+
+
+def _slice_prim(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    p, y = eqn.params, xs[0]
+    strides = p["strides"] or (1,) * len(y.shape)
+    for axis, (lo, hi, step) in enumerate(zip(p["start_indices"], p["limit_indices"], strides,
+                                              strict=True)):
+        y = _slice(b, y, axis, int(lo), int(hi), int(step))
+    return y
+
+
+def _dynamic_slice(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """Constant start indices only; clamped into range as XLA does."""
+    y, starts = xs[0], [_scalar(i) for i in xs[1:]]
+    if any(s is None for s in starts):
+        raise b.unsupported("dynamic_slice", "start indices must be constants; smelt graphs "
+                            "have static slices")
+    for axis, (s, size) in enumerate(zip(starts, eqn.params["slice_sizes"], strict=True)):
+        start = min(max(int(s), 0), y.shape[axis] - int(size))
+        y = _slice(b, y, axis, start, start + int(size))
+    return y
+
+
+def _pad(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """Constant padding; negative widths crop (a slice after the pad)."""
+    x, value = xs[0], _scalar(xs[1])
+    config = [tuple(int(v) for v in c) for c in eqn.params["padding_config"]]
+    if value is None or any(interior for _, _, interior in config):
+        raise b.unsupported("pad", "only padding by a constant value without interior "
+                            "padding maps to smelt's pad")
+    pads = tuple(max(v, 0) for lo, hi, _ in config for v in (lo, hi))
+    y = b.make("pad", x, pads=pads, value=float(value)) if any(pads) else x
+    for axis, (lo, hi, _) in enumerate(config):
+        y = _slice(b, y, axis, max(-lo, 0), y.shape[axis] - max(-hi, 0))
+    return y
+
+
+def _iota(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    p = eqn.params
+    shape, axis = tuple(p["shape"]), int(p["dimension"])
+    dtype = smelt_dtype(p["dtype"], b.source)
+    line = np.arange(shape[axis]).reshape([-1 if i == axis else 1 for i in range(len(shape))])
+    return b.const(np.broadcast_to(line, shape), dtype)
+
+
+# -- gather ----------------------------------------------------------------------------------
+def _gather(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
+    """The take pattern: one index per position picks a whole slice along one axis."""
+    from jax import lax
+
+    x, idx = xs
+    p, dn, r = eqn.params, eqn.params["dimension_numbers"], len(xs[0].shape)
+    axis = dn.start_index_map[0] if len(dn.start_index_map) == 1 else -1
+    nb = len(idx.shape) - 1
+    sizes = tuple(1 if i == axis else d for i, d in enumerate(x.shape))
+    offsets = tuple(range(axis)) + tuple(range(axis + nb, nb + r - 1))
+    if (axis < 0 or idx.shape[-1:] != (1,) or tuple(dn.collapsed_slice_dims) != (axis,)
+            or dn.operand_batching_dims or tuple(p["slice_sizes"]) != sizes
+            or tuple(dn.offset_dims) != offsets):
+        raise b.unsupported("gather", "only the take / embedding pattern (x[ids], "
+                            "jnp.take(x, ids, axis)) maps to smelt's take")
+    ids = _reshape(b, idx, idx.shape[:-1])
+    mode = p["mode"]
+    if mode == lax.GatherScatterMode.PROMISE_IN_BOUNDS:
+        return b.make("take", x, ids, axis=axis)
+    n = x.shape[axis]
+    inside = b.make("take", x, b.make("clamp", ids, min=0.0, max=float(n - 1)), axis=axis)
+    if mode == lax.GatherScatterMode.CLIP:
+        return inside
+    if mode != lax.GatherScatterMode.FILL_OR_DROP:
+        raise b.unsupported("gather", f"gather mode {mode} has no smelt equivalent")
+    ok = b.make("logical_and", b.make("greater_equal", ids, b.const(0, ids.dtype)),
+                b.make("less", ids, b.const(n, ids.dtype)))
+    ok = _reshape(b, ok, (1,) * axis + ids.shape + (1,) * (r - 1 - axis))
+    return b.make("where", ok, inside, b.const(_gather_fill(p["fill_value"], x), x.dtype))
+
+
+def _gather_fill(fill: Any, x: Node) -> Any:
+    """jax's fill for out-of-range gathers (given, else NaN, the signed minimum, the
+    unsigned maximum, or True)."""
+    if fill is not None:
+        return fill
+    if is_float(x.dtype) or x.dtype == "bool":
+        return np.nan if is_float(x.dtype) else True
+    info = np.iinfo(np.dtype(x.dtype))
+    return info.max if info.min == 0 else info.min
+
+
+# -- calls ---------------------------------------------------------------------------------
+_CALL_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+
+
+def _inline(b: _Builder, eqn: Any, xs: list[Node]) -> list[Node]:
+    """Evaluate the inner jaxpr in place; its outputs take the call's name when public."""
+    from jax.extend.core import ClosedJaxpr
+
+    key = next((k for k in _CALL_PARAMS if k in eqn.params), None)
+    if key is None:
+        raise b.unsupported(eqn.primitive.name, "a call without an inner jaxpr")
+    inner = eqn.params[key]
+    jaxpr, consts = (inner.jaxpr, inner.consts) if isinstance(inner, ClosedJaxpr) else (inner, ())
+    outs = b.run(jaxpr, consts, xs, b.source)
+    name = str(eqn.params.get("name", ""))
+    if name.isidentifier() and not name.startswith("_"):
+        for node in outs:
+            if not (node.is_constant or node.op == "input"):
+                b.names.setdefault(node, name)
+    return outs
+
+
+# -- the table -------------------------------------------------------------------------------
+CONVERTERS: dict[str, Converter] = {
+    # arithmetic and comparisons
+    "add": _arith("add"), "sub": _arith("sub"), "mul": _arith("mul"), "div": _arith("div"),
+    "max": _arith("maximum"), "min": _arith("minimum"), "pow": _pow, "rem": _rem,
+    "eq": _compare("equal"), "ne": _compare("not_equal"), "lt": _compare("less"),
+    "le": _compare("less_equal"), "gt": _compare("greater"), "ge": _compare("greater_equal"),
+    "and": _logical("logical_and"), "or": _logical("logical_or"),
+    "not": _logical("logical_not"),
+    # unary math
+    "neg": _unary("neg"), "abs": _unary("abs"), "exp": _unary("exp"), "log": _unary("log"),
+    "tanh": _unary("tanh"), "logistic": _unary("sigmoid"), "sqrt": _unary("sqrt"),
+    "rsqrt": _unary("rsqrt"), "erf": _unary("erf"), "sin": _unary("sin"),
+    "cos": _unary("cos"), "floor": _unary("floor"), "ceil": _ceil, "round": _round,
+    "erfc": _erfc, "square": _square, "integer_pow": _integer_pow,
+    "select_n": _select_n, "clamp": _clamp, "convert_element_type": _convert_element_type,
+    # contractions, reductions, windows
+    "dot_general": _dot_general, "conv_general_dilated": _conv,
+    "reduce_sum": _reduce("reduce_sum"), "reduce_max": _reduce("reduce_max"),
+    "reduce_min": _reduce("reduce_min"), "argmax": _argmax, "argmin": _argmin,
+    "reduce_window_max": _reduce_window("max"), "reduce_window_sum": _reduce_window("sum"),
+    # shapes and data movement
+    "broadcast_in_dim": _broadcast_in_dim, "reshape": _reshape_prim,
+    "transpose": _transpose_prim, "squeeze": _squeeze, "concatenate": _concatenate,
+    "split": _split, "slice": _slice_prim, "dynamic_slice": _dynamic_slice, "pad": _pad,
+    "gather": _gather, "iota": _iota,
+    # identities and calls
+    "stop_gradient": _identity, "copy": _identity,  # lax.copy_p is named "copy"
+    "optimization_barrier": _identity,
+    "pjit": _inline, "jit": _inline, "closed_call": _inline, "core_call": _inline,
+    "custom_jvp_call": _inline, "custom_vjp_call": _inline, "custom_vjp_call_jaxpr": _inline,
+    "remat": _inline, "remat2": _inline, "checkpoint": _inline,
+}
+
+
