@@ -15,6 +15,17 @@ import smelt
 from smelt.zoo import ZOO
 
 
+def median_time(fn, repeats: int = 7) -> float:
+    """Median wall time of `fn()` over `repeats` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m smelt.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mobilenet_v2", choices=sorted(ZOO))
@@ -31,12 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     print(graph.to_text())
 
     with torch.no_grad():
-        t0 = time.perf_counter()
         ref = model(*args).numpy()
-        t_eager = time.perf_counter() - t0
-    t0 = time.perf_counter()
+        t_eager = median_time(lambda: model(*args))
     (out,) = smelt.interpret(graph, *args)
-    t_interp = time.perf_counter() - t0
+    t_interp = median_time(lambda: smelt.interpret(graph, *args))
     err = float(np.abs(out - ref).max())
 
     s = graph.summary()
@@ -47,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         ("MACs", f"{s.macs:,}"),
         ("parameters", f"{s.params:,} ({s.param_bytes / 1024:.1f} KiB)"),
         ("trace time", f"{t_trace * 1e3:.0f} ms"),
-        ("eager torch", f"{t_eager * 1e3:.1f} ms"),
-        ("reference interpreter", f"{t_interp * 1e3:.1f} ms"),
+        ("eager torch (median of 7)", f"{t_eager * 1e3:.1f} ms"),
+        ("reference interpreter (median of 7)", f"{t_interp * 1e3:.1f} ms"),
         ("max |interpreter - eager|", f"{err:.3g} (output scale {np.abs(ref).max():.3g})"),
     ]
     width = max(len(k) for k, _ in rows)
