@@ -3,7 +3,11 @@
 Each node is evaluated by its op's numpy reference in topological order. Float graphs run in
 float32 by default; `precision="float64"` upcasts every floating input, constant and cast to
 float64 (the mode verification uses to get an oracle whose own rounding error is negligible).
-Integer ops are exact. Values are freed once their last user has run.
+Integer ops are exact. bfloat16 is held in float32 storage: every bfloat16-typed value (inputs,
+op results, casts) is rounded to the nearest bfloat16, ties to even, as torch does; float64
+precision skips that rounding like every other narrowing. int4/uint4 live in int8/uint8:
+results wrap modulo 16 as other integer types wrap, and inputs must already lie in range.
+Values are freed once their last user has run.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from .errors import InterpretError
 from .graph import Graph
 from .node import Node
 from .op_table import get_op
+from .ops.common import round_to_bfloat16
 from .types import TensorType, is_float, numpy_dtype
 
 
@@ -54,6 +59,13 @@ def _bind(graph: Graph, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.
                 raise InterpretError(f"input {node.attrs['name']!r} is {a.dtype}, the graph "
                                      f"expects {t.dtype}")
             a = a.astype(want)
+        if t.dtype == "bfloat16":
+            a = round_to_bfloat16(a)
+        if t.dtype in NARROW_INT_RANGES and a.size:
+            lo, hi = NARROW_INT_RANGES[t.dtype]
+            if a.min() < lo or a.max() > hi:
+                raise InterpretError(f"input {node.attrs['name']!r} is {t.dtype}, whose values "
+                                     f"lie in [{lo}, {hi}]; it holds {a.min()}..{a.max()}")
         out.append(a)
     return out
 
@@ -98,6 +110,21 @@ def _widen(a: np.ndarray) -> np.ndarray:
     return a
 
 
+NARROW_INT_RANGES = {"int4": (-8, 7), "uint4": (0, 15)}
+
+
+def _narrow(out: np.ndarray, dtype: str, wide: bool) -> np.ndarray:
+    """Values of the types numpy stores wider brought into their type: bfloat16 rounded (not
+    in float64 mode), int4/uint4 wrapped modulo 16 like every other integer overflow."""
+    if dtype == "bfloat16" and not wide:
+        return round_to_bfloat16(out)
+    if dtype == "int4":
+        return ((out.astype(np.int16) + 8) % 16 - 8).astype(np.int8)
+    if dtype == "uint4":
+        return (out % 16).astype(np.uint8)
+    return out
+
+
 def evaluate(n: Node, args: list[Any], wide: bool = False) -> Any:
     """One node's value from its operands' values."""
     opdef = get_op(n.op)
@@ -117,6 +144,7 @@ def evaluate(n: Node, args: list[Any], wide: bool = False) -> Any:
             want = np.dtype(np.float64)
         if out.dtype != want:
             out = out.astype(want)
+        out = _narrow(out, n.type.dtype, wide)
         if out.shape != n.type.shape:
             raise InterpretError(f"{n.op} produced shape {list(out.shape)} but its type says "
                                  f"{list(n.type.shape)}: a bug in the op table")

@@ -46,6 +46,43 @@ def _attr_key(attrs: Mapping[str, Any]) -> tuple:
     return tuple((k, key(v)) for k, v in sorted(attrs.items()))
 
 
+_INFERRED: dict[tuple, tuple[dict[str, Any], Type, tuple]] = {}
+_INFERRED_LIMIT = 1 << 16
+
+
+def _infer(op: str, inputs: tuple[Node, ...], attrs: dict[str, Any]) -> tuple[dict, Type]:
+    """Check a build and infer its type: (canonical attributes, type)."""
+    opdef = get_op(op)
+    if op in ("constant", "input"):
+        raise TypeInferenceError(f"build {op} nodes with Node.{op}()")
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Node):
+            raise TypeInferenceError(
+                f"{op}: input {i} is a {type(x).__name__}, not a Node; wrap arrays with "
+                "Node.constant()"
+            )
+    opdef.check_arity(len(inputs))
+    canon = opdef.canonical_attrs({k: _freeze(v) for k, v in attrs.items()})
+    in_types = [x.type for x in inputs]
+    if op != "project":
+        for i, t in enumerate(in_types):
+            if isinstance(t, TupleType):
+                raise TypeInferenceError(
+                    f"{op}: input {i} is a tuple ({t}); read one part with project()"
+                )
+    try:
+        return canon, opdef.infer(in_types, canon)
+    except TypeInferenceError as e:
+        shapes = ", ".join(str(t) for t in in_types)
+        raise TypeInferenceError(f"{op}({shapes}): {e}") from None
+
+
+def _raw_key(attrs: Mapping[str, Any]) -> tuple:
+    """Attributes as given, with their python types (True and 1 must not share a cache slot)."""
+    return tuple((k, v.__class__.__name__, repr(v) if isinstance(v, float) else v)
+                 for k, v in sorted(attrs.items()))
+
+
 class Node:
     """One value in a graph. Build with `Node.make`, `Node.constant` or `Node.input`."""
 
@@ -86,33 +123,39 @@ class Node:
 
     @classmethod
     def make(cls, op: str, inputs: Sequence[Node] = (), **attrs: Any) -> Node:
-        """Build (or find) the node `op(inputs){attrs}`; its type is inferred now."""
-        opdef = get_op(op)
-        if op in ("constant", "input"):
-            raise TypeInferenceError(f"build {op} nodes with Node.{op}()")
+        """Build (or find) the node `op(inputs){attrs}`; its type is inferred now.
+
+        A type depends only on the op, the operand types and the attributes, so inference is
+        memoized on those: building the thousandth node of one signature only interns it."""
         inputs = tuple(inputs)
-        for i, x in enumerate(inputs):
-            if not isinstance(x, Node):
-                raise TypeInferenceError(
-                    f"{op}: input {i} is a {type(x).__name__}, not a Node; wrap arrays with "
-                    "Node.constant()"
-                )
-        opdef.check_arity(len(inputs))
-        canon = opdef.canonical_attrs({k: _freeze(v) for k, v in attrs.items()})
-        in_types = [x.type for x in inputs]
-        if op != "project":
-            for i, t in enumerate(in_types):
-                if isinstance(t, TupleType):
-                    raise TypeInferenceError(
-                        f"{op}: input {i} is a tuple ({t}); read one part with project()"
-                    )
         try:
-            out_type = opdef.infer(in_types, canon)
-        except TypeInferenceError as e:
-            shapes = ", ".join(str(t) for t in in_types)
-            raise TypeInferenceError(f"{op}({shapes}): {e}") from None
-        key = (op, tuple(id(x) for x in inputs), _attr_key(canon))
+            sig = (op, tuple([x.type for x in inputs]), _raw_key(attrs) if attrs else ())
+            hit = _INFERRED.get(sig)
+        except (AttributeError, TypeError):  # not nodes, or unhashable attrs: the slow path
+            sig, hit = None, None
+        if hit is None:
+            canon, out_type = _infer(op, inputs, attrs)
+            hit = (canon, out_type, _attr_key(canon))
+            if sig is not None:
+                if len(_INFERRED) >= _INFERRED_LIMIT:
+                    _INFERRED.clear()
+                _INFERRED[sig] = hit
+        canon, out_type, akey = hit
+        key = (op, tuple([id(x) for x in inputs]), akey)
         return cls._new(key, op, inputs, canon, out_type)
+
+    @classmethod
+    def rebuild(cls, node: Node, inputs: Sequence[Node]) -> Node:
+        """`node`'s op and attributes on new operands. When the operands have the old
+        operands' types, the old type is reused without inference."""
+        inputs = tuple(inputs)
+        if node.op in ("input", "constant") or len(inputs) != len(node.inputs) or any(
+            old.type != new.type for old, new in zip(node.inputs, inputs, strict=True)
+        ):
+            return cls.make(node.op, inputs, **node.attrs)
+        canon = dict(node.attrs)
+        key = (node.op, tuple([id(x) for x in inputs]), _attr_key(canon))
+        return cls._new(key, node.op, inputs, canon, node.type)
 
     @classmethod
     def constant(cls, value: Any, dtype: str | None = None) -> Node:

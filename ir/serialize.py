@@ -1,8 +1,10 @@
 """Save and load graphs: the printed text, plus an .npz of the weights beside it.
 
-`save(graph, "model.smelt")` writes `model.smelt` (text; first line `# smelt-graph 1
-weights=model.npz`) and `model.npz`. Loading parses the text and reads the arrays with
-`allow_pickle=False`: a file can hold only numbers, so loading never executes code.
+`save(graph, "model.smelt")` writes `model.smelt` (UTF-8 text; first line `# smelt-graph 1
+weights=model.npz`) and `model.npz`, a zip of one .npy member per weight, written and read
+member by member with `allow_pickle=False` (so any weight name works, `file` included): a file
+can hold only numbers, so loading never executes code. Anything else in the archive (an object
+array, a member that is not .npy, a file that is not a zip) is a FileFormatError.
 Round trips are exact: the text carries shortest-repr floats, the npz raw bytes.
 """
 
@@ -19,7 +21,7 @@ from .graph import Graph
 from .text_format import parse_graph, print_graph
 
 MAGIC = "# smelt-graph 1"
-_HEADER = re.compile(r"^# smelt-graph 1(?: weights=(?P<weights>[^\s/\\]+))?\s*$")
+_HEADER = re.compile(r"^# smelt-graph 1(?: weights=(?P<weights>[^/\\]*[^\s/\\]))?\s*$")
 
 
 def save(graph: Graph, path: str | Path) -> Path:
@@ -32,10 +34,38 @@ def save(graph: Graph, path: str | Path) -> Path:
     header = MAGIC + (f" weights={wpath.name}" if weights else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     if weights:
-        with open(wpath, "wb") as f:
-            np.savez(f, **{k: np.ascontiguousarray(v) for k, v in weights.items()})
-    path.write_text(header + "\n" + text)
+        _write_weights(wpath, weights)
+    path.write_text(header + "\n" + text, encoding="utf-8")
     return path
+
+
+def _write_weights(path: Path, weights: dict[str, np.ndarray]) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        for key, array in weights.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def _read_weights(path: Path) -> dict[str, np.ndarray]:
+    """Every .npy member of the archive at `path`, refusing pickles and anything else."""
+    if not zipfile.is_zipfile(path):
+        raise FileFormatError(f"{path} is not a weights file: it is not a zip archive (.npz)")
+    weights: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise FileFormatError(f"{path}: member {info.filename!r} is not an array "
+                                          f"(.npy); a weights file holds arrays only")
+                with zf.open(info) as f:
+                    weights[info.filename[:-4]] = np.lib.format.read_array(
+                        f, allow_pickle=False)
+    except FileFormatError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError, RuntimeError, NotImplementedError,
+            zipfile.BadZipFile) as e:  # bad headers, pickles, encrypted or odd compression
+        raise FileFormatError(f"{path} is not a valid weights file: {e}") from None
+    return weights
 
 
 def load(path: str | Path) -> Graph:
@@ -59,11 +89,7 @@ def load(path: str | Path) -> Graph:
         if not wpath.is_file():
             raise FileFormatError(f"{path} refers to weights {wpath.name}, which is missing; "
                                   f"keep the .npz beside the text file")
-        try:
-            with np.load(wpath, allow_pickle=False) as data:
-                weights = {k: data[k] for k in data.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-            raise FileFormatError(f"{wpath} is not a valid weights file: {e}") from None
+        weights = _read_weights(wpath)
     body = text.split("\n", 1)[1] if "\n" in text else ""
     try:
         return parse_graph("\n" * 1 + body, weights)

@@ -12,8 +12,10 @@ One line per node, a person can read it at a glance:
 Large constants print as `@key`, a key into a weights table (an .npz beside the text when
 saved); constants of at most `SMALL_CONSTANT` elements print their values inline. Floats are
 printed with Python's shortest round-tripping repr, so print -> parse -> print is the
-identity and parsed values are bit-exact. A `# ...` comment after a node line holds its
-source location; the parser ignores comments.
+identity and parsed values are bit-exact (a small constant whose values text cannot carry
+exactly, such as a NaN with a payload, goes to the weights table instead). A `# ...` comment
+after a node line holds its source location; the parser reads it back into `Graph.sources`.
+Names may be any identifier, dots allowed (`%conv.out`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .graph import Graph
 from .node import SMALL_CONSTANT, Node
 from .types import DTYPES, SHORT_TO_DTYPE, QuantParams, TensorType, TupleType, Type, numpy_dtype
 
-_NAME_OK = re.compile(r"^[A-Za-z_][\w.]*$")
+_NAME_OK = re.compile(r"^[^\W\d][\w.]*$")
 
 
 # -- printing ------------------------------------------------------------------------------
@@ -40,6 +42,8 @@ def format_value(v: Any) -> str:
     if isinstance(v, bool | np.bool_):
         return "true" if v else "false"
     if isinstance(v, float | np.floating):
+        if np.isnan(v) and np.signbit(v):
+            return "-nan"
         return repr(float(v))
     if isinstance(v, int | np.integer):
         return str(int(v))
@@ -63,11 +67,20 @@ def format_type(t: Type) -> str:
     return s
 
 
-def _inline_constant(n: Node) -> str:
+def _inline_constant(n: Node) -> str | None:
+    """The constant's values as text, or None when text cannot carry them bit-exactly."""
     flat = n.value.reshape(-1).tolist()
-    if n.value.ndim == 0:
-        return format_value(flat[0])
-    return format_value(flat)
+    back = np.array([_from_text(v) for v in flat], dtype=n.value.dtype)
+    if back.tobytes() != np.ascontiguousarray(n.value).reshape(-1).tobytes():
+        return None
+    return format_value(flat[0]) if n.value.ndim == 0 else format_value(flat)
+
+
+def _from_text(v: Any) -> Any:
+    """What the parser reads back for value v (NaN keeps only its sign)."""
+    if isinstance(v, float) and v != v:
+        return -np.nan if np.signbit(v) else np.nan
+    return v
 
 
 def _short_source(src: str) -> str:
@@ -79,70 +92,93 @@ def _short_source(src: str) -> str:
 
 def print_graph(g: Graph) -> tuple[str, dict[str, np.ndarray]]:
     """(text, weights): the graph's printed form and the arrays its `@key`s refer to."""
-    names: dict[Node, str] = {}
-    taken: set[str] = set()
-    weights: dict[str, np.ndarray] = {}
-    counter = 0
+    lines, weights, _ = _print(g, lenient=False)
+    return "\n".join(lines) + "\n", weights
 
-    def name_of(n: Node) -> str:
-        nonlocal counter
-        wanted = g.names.get(n) if n.op != "input" else n.attrs["name"]
+
+def numbered_lines(g: Graph) -> tuple[list[str], dict[int, int]]:
+    """The printed lines of any graph, broken ones included (for messages: an input that is
+    not a graph input prints as an `input` line, a constant without a value as `<missing>`),
+    and the index of the line of each node, keyed by `id(node)`."""
+    lines, _, line_of = _print(g, lenient=True)
+    return lines, line_of
+
+
+class _Names:
+    """Printed names: a node's side-table name if it is an identifier (deduplicated with _1,
+    _2, ...), else the next free number. Inputs keep their own names."""
+
+    def __init__(self, g: Graph) -> None:
+        self.g, self.counter = g, 0
+        self.taken: set[str] = set()
+        self.of: dict[Node, str] = {}
+
+    def assign(self, n: Node) -> str:
+        wanted = n.attrs["name"] if n.op == "input" else self.g.names.get(n)
         if wanted and _NAME_OK.match(wanted):
             base, k = wanted, 1
-            while wanted in taken:
-                wanted = f"{base}_{k}"
-                k += 1
+            while wanted in self.taken:
+                wanted, k = f"{base}_{k}", k + 1
         else:
-            while str(counter) in taken:
-                counter += 1
-            wanted = str(counter)
-            counter += 1
-        taken.add(wanted)
+            while str(self.counter) in self.taken:
+                self.counter += 1
+            wanted = str(self.counter)
+        self.taken.add(wanted)
+        self.of[n] = wanted
         return wanted
 
+
+def _print(g: Graph, lenient: bool) -> tuple[list[str], dict[str, np.ndarray], dict[int, int]]:
+    names = _Names(g)
+    weights: dict[str, np.ndarray] = {}
+    line_of: dict[int, int] = {}
     for x in g.inputs:
-        names[x] = name_of(x)
-    params = ", ".join(f"%{names[x]}: {format_type(x.type)}" for x in g.inputs)
+        names.assign(x)
+    params = ", ".join(f"%{names.of[x]}: {format_type(x.type)}" for x in g.inputs)
     lines = [f"graph {g.name}({params}) {{"]
     for n in g.nodes():
-        if n.op == "input":
-            if n not in names:
-                raise SmeltError(
-                    f"input {n.attrs['name']!r} is used but is not one of the graph's inputs"
-                )
+        if n.op == "input" and n in names.of:
             continue
-        names[n] = name_of(n)
-        if n.op == "constant":
-            if n.value.size <= SMALL_CONSTANT:
-                body = f"constant {_inline_constant(n)}"
-            else:
-                key = names[n]
-                weights[key] = n.value
-                body = f"constant @{key}"
-        else:
-            args = ", ".join(f"%{names[x]}" for x in n.inputs)
-            body = f"{n.op}({args})"
-            if n.attrs:
-                body += " {" + ", ".join(f"{k}={format_value(v)}"
-                                         for k, v in n.attrs.items()) + "}"
-        line = f"  %{names[n]} = {body} : {format_type(n.type)}"
+        if n.op == "input" and not lenient:
+            raise SmeltError(
+                f"input {n.attrs['name']!r} is used but is not one of the graph's inputs"
+            )
+        name = names.assign(n)
+        line = f"  %{name} = {_body(n, name, names.of, weights)} : {format_type(n.type)}"
         src = g.sources.get(n)
         if src:
             line += f"  # {_short_source(src)}"
+        line_of[id(n)] = len(lines)
         lines.append(line)
-    lines.append("  return " + ", ".join(f"%{names[o]}" for o in g.outputs))
+    lines.append("  return " + ", ".join(f"%{names.of[o]}" for o in g.outputs))
     lines.append("}")
-    return "\n".join(lines) + "\n", weights
+    return lines, weights, line_of
+
+
+def _body(n: Node, name: str, names: dict[Node, str], weights: dict[str, np.ndarray]) -> str:
+    """What follows `%name = ` on a node's line (a large constant adds itself to weights)."""
+    if n.op == "constant":
+        if not isinstance(n.value, np.ndarray):
+            return "constant <missing>"
+        inline = _inline_constant(n) if n.value.size <= SMALL_CONSTANT else None
+        if inline is not None:
+            return f"constant {inline}"
+        weights[name] = n.value
+        return f"constant @{name}"
+    body = f"{n.op}(" + ", ".join(f"%{names[x]}" for x in n.inputs) + ")"
+    if n.attrs:
+        body += " {" + ", ".join(f"{k}={format_value(v)}" for k, v in n.attrs.items()) + "}"
+    return body
 
 
 # -- parsing -------------------------------------------------------------------------------
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<str>"(?:[^"\\]|\\.)*")
-      | (?P<var>%[A-Za-z0-9_.]+)
-      | (?P<ref>@[A-Za-z0-9_.]+)
-      | (?P<num>-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan))
-      | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
+      | (?P<var>%[\w.]+)
+      | (?P<ref>@[\w.]+)
+      | (?P<num>-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|(?:inf|nan)(?!\w)))
+      | (?P<id>[^\W\d]\w*)
       | (?P<punct>[(){}\[\],=:])
       | (?P<comment>\#.*)
     )""",
@@ -154,6 +190,7 @@ class _Tokens:
     def __init__(self, text: str, line_no: int):
         self.line, self.line_no = text, line_no
         self.toks: list[tuple[str, str]] = []
+        self.comment = ""
         pos = 0
         while pos < len(text):
             if text[pos:].strip() == "":
@@ -163,6 +200,7 @@ class _Tokens:
                 self.fail(f"unexpected character {text[pos:].strip()[:1]!r}")
             kind = m.lastgroup
             if kind == "comment":
+                self.comment = m.group(kind)[1:].strip()
                 break
             self.toks.append((kind, m.group(kind)))
             pos = m.end()
@@ -273,8 +311,9 @@ def parse_graph(text: str, weights: Mapping[str, np.ndarray] | None = None) -> G
     weights = weights or {}
     env: dict[str, Node] = {}
     names: dict[Node, str] = {}
+    sources: dict[Node, str] = {}
     lines = text.splitlines()
-    header_seen = False
+    header_seen = closed = False
     inputs: list[Node] = []
     outputs: list[Node] | None = None
     graph_name = "main"
@@ -282,6 +321,8 @@ def parse_graph(text: str, weights: Mapping[str, np.ndarray] | None = None) -> G
         if not raw.strip() or raw.strip().startswith("#"):
             continue
         toks = _Tokens(raw, line_no)
+        if closed:
+            toks.fail("nothing may follow the `}` that closes the graph")
         if not header_seen:
             if toks.next("id") != "graph":
                 toks.fail("a graph starts with `graph NAME(...) {`")
@@ -309,10 +350,10 @@ def parse_graph(text: str, weights: Mapping[str, np.ndarray] | None = None) -> G
             header_seen = True
             continue
         if outputs is not None:
-            if raw.strip() != "}":
-                toks.fail("nothing may follow `}`" if raw.strip() else "")
-            outputs_closed = True  # noqa: F841
-            break
+            if toks.toks != [("punct", "}")]:
+                toks.fail("expected `}` to close the graph after the `return` line")
+            closed = True
+            continue
         first = toks.peek()
         if first == ("id", "return"):
             toks.next()
@@ -361,15 +402,29 @@ def parse_graph(text: str, weights: Mapping[str, np.ndarray] | None = None) -> G
         env[var] = node
         if not var.isdigit():
             names.setdefault(node, var)
+        if toks.comment:
+            sources.setdefault(node, toks.comment)
     if not header_seen:
         raise ParseError("empty text: expected `graph NAME(...) {`", 1, lines[0] if lines else "")
     if outputs is None:
         raise ParseError("the graph has no `return` line", len(lines), lines[-1])
-    if not lines or lines[-1].strip() != "}":
-        last = next((i for i in range(len(lines), 0, -1) if lines[i - 1].strip()), len(lines))
-        if lines[last - 1].strip() != "}":
-            raise ParseError("the graph is not closed with `}`", last, lines[last - 1])
-    return Graph(inputs, outputs, graph_name, names)
+    if not closed:
+        raise ParseError("the graph is not closed with `}`", len(lines), lines[-1])
+    return Graph(inputs, outputs, graph_name, names, sources)
+
+
+_NOTHING = object()
+
+
+def _fits_dtype(v: Any, dtype: str) -> bool:
+    """Whether text value v is a value of `dtype` as written (no silent rounding or casting)."""
+    if dtype == "bool":
+        return isinstance(v, bool)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    if dtype in SHORT_TO_DTYPE.values() and np.issubdtype(numpy_dtype(dtype), np.integer):
+        return isinstance(v, int)
+    return True
 
 
 def _lookup(toks: _Tokens, env: dict[str, Node], var: str) -> Node:
@@ -404,6 +459,9 @@ def _parse_constant(toks: _Tokens, weights: Mapping[str, np.ndarray]) -> Node:
     flat = list(value) if isinstance(value, tuple) else [value]
     if len(flat) != declared.size:
         toks.fail(f"{len(flat)} values given for a constant of {declared.size} elements")
+    wrong = next((v for v in flat if not _fits_dtype(v, declared.dtype)), _NOTHING)
+    if wrong is not _NOTHING:
+        toks.fail(f"value {format_value(wrong)} is not of type {DTYPES[declared.dtype]}")
     try:
         array = np.array(flat, dtype=numpy_dtype(declared.dtype)).reshape(declared.shape)
     except (TypeError, ValueError, OverflowError) as e:

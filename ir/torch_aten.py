@@ -46,7 +46,8 @@ for _name, _op in [("relu", "relu"), ("sigmoid", "sigmoid"), ("tanh", "tanh"), (
     _unary(_name, _op)
 
 
-@aten("clone", "alias", "contiguous", "detach", "lift_fresh_copy", "dropout", "_assert_tensor_metadata")
+@aten("clone", "alias", "contiguous", "detach", "lift_fresh_copy", "dropout",
+      "_assert_tensor_metadata")
 def _identity(b: Builder, out, x, *rest, **kw):
     return x
 

@@ -22,8 +22,15 @@ from .errors import SmeltError, UnsupportedOpError
 from .graph import Graph
 from .node import Node
 from .torch_aten import ATEN, _Unsupported, check_against
-from .torch_common import Builder, TraceError, binary, norm_dim, smelt_dtype, source_line, \
-    tensor_constant
+from .torch_common import (
+    Builder,
+    TraceError,
+    binary,
+    norm_dim,
+    smelt_dtype,
+    source_line,
+    tensor_constant,
+)
 
 Conv = Callable[..., Any]
 
@@ -192,8 +199,11 @@ def _layer_norm_fn(b, out, x, shape, weight=None, bias=None, eps=1e-5):
     return ATEN["native_layer_norm"](b, out, x, shape, weight, bias, eps)[0]
 
 
+def pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
 def _conv_fn(b, out, x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    pair = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
     if isinstance(padding, str):
         raise _Unsupported("string padding in F.conv2d; use nn.Conv2d or explicit padding")
     return ATEN["convolution"](b, out, x, w, bias, pair(stride), pair(padding), pair(dilation),
@@ -357,19 +367,16 @@ def _convert_node(b: Builder, gm: fx.GraphModule, n: fx.Node, env: dict, value: 
         return _constant_of(b, value, n.name)
     if n.op == "call_module":
         mod = gm.get_submodule(n.target)
-        conv = MODULES.get(type(mod))
-        what, call = type(mod).__name__, (lambda: conv(b, value, mod, *args, **kwargs))
+        conv, what, args = MODULES.get(type(mod)), type(mod).__name__, (mod, *args)
     elif n.op == "call_function":
         conv = FUNCTIONS.get(n.target)
         what = getattr(n.target, "__name__", str(n.target))
-        call = (lambda: conv(b, value, *args, **kwargs))
     else:
-        conv = METHODS.get(n.target)
-        what, call = f"Tensor.{n.target}", (lambda: conv(b, value, *args, **kwargs))
+        conv, what = METHODS.get(n.target), f"Tensor.{n.target}"
     if conv is None:
         raise UnsupportedOpError(what, b.source, "torch.fx")
     try:
-        result = call()
+        result = conv(b, value, *args, **kwargs)
     except _Unsupported as e:
         raise UnsupportedOpError(f"{what} ({e})", b.source, "torch.fx") from None
     except TypeError as e:

@@ -18,18 +18,16 @@ from .types import TensorType, TupleType, numpy_dtype
 
 
 def _context(graph: Graph, bad: Node, message: str, radius: int = 2) -> str:
-    from .text_format import print_graph
+    """The message, then the printed lines around `bad`'s line, which is marked `>>`."""
+    from .text_format import numbered_lines
 
-    order = [n for n in graph.nodes() if n.op != "input"]
     try:
-        lines = print_graph(graph)[0].splitlines()
+        lines, line_of = numbered_lines(graph)
     except SmeltError:
         return message
-    # line 0 is the header; node k (non-input) is printed on line k + 1
-    idx = next((i for i, n in enumerate(order) if n is bad), None)
-    if idx is None:
+    at = line_of.get(id(bad))
+    if at is None:
         return message
-    at = idx + 1
     lo, hi = max(0, at - radius), min(len(lines), at + radius + 1)
     shown = []
     for i in range(lo, hi):

@@ -7,6 +7,7 @@
     smelt.save(graph, "model.smelt")          # text + model.npz, never pickle
 """
 
+import smelt.passes as _passes  # noqa: F401,E402  (registers the shipped rules and passes)
 from smelt.ir import (
     OPS,
     FileFormatError,
@@ -25,8 +26,39 @@ from smelt.ir import (
     save,
     verify,
 )
+from smelt.rewrite import (  # noqa: E402
+    Contract,
+    ContractViolation,
+    NonTerminationError,
+    Pass,
+    PassContractError,
+    PassResult,
+    Pipeline,
+    PipelineParseError,
+    Rule,
+    RuleSet,
+    UnknownPassError,
+    bounded,
+    exact,
+    explain,
+    function_pass,
+    passes,
+    register_pass,
+    register_rules,
+    rewrite,
+    rule,
+    rules,
+)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "testing":  # imports hypothesis: load it only when asked for
+        import importlib
+
+        return importlib.import_module("smelt.testing")
+    raise AttributeError(f"module 'smelt' has no attribute {name!r}")
 
 
 def trace(module, args, kwargs=None, **options):
@@ -56,6 +88,10 @@ def ops() -> list[str]:
 
 
 __all__ = [
+    "Contract", "ContractViolation", "NonTerminationError", "Pass", "PassContractError",
+    "PassResult", "Pipeline", "PipelineParseError", "Rule", "RuleSet", "UnknownPassError",
+    "bounded", "exact", "explain", "function_pass", "passes", "register_pass",
+    "register_rules", "rewrite", "rule", "rules",
     "FileFormatError", "Graph", "InterpretError", "Node", "OPS", "ParseError", "SmeltError",
     "TensorType", "TypeInferenceError", "UnsupportedOpError", "VerificationError", "interpret",
     "load", "ops", "parse_graph", "save", "trace", "trace_fx", "trace_jax", "verify",

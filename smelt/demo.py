@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m smelt.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mobilenet_v2", choices=sorted(ZOO))
     ap.add_argument("--frontend", default="export", choices=("export", "fx"))
+    ap.add_argument("--pipeline", default="canonicalize,fuse",
+                    help="passes to run before compiling (default: %(default)s)")
     opts = ap.parse_args(argv)
 
     entry = ZOO[opts.model]
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     t_trace = time.perf_counter() - t0
     graph.verify()
     print(graph.to_text())
+
+    pipeline = smelt.Pipeline.parse(opts.pipeline, verify_each=True)
+    traced, graph = graph, pipeline(graph, calibration=[args])
+    print(pipeline.report)
 
     with torch.no_grad():
         ref = model(*args).numpy()
@@ -59,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     s = graph.summary()
     rows = [
         ("model", f"{opts.model} (traced with torch.{opts.frontend})"),
-        ("nodes", f"{s.nodes}"),
+        ("pipeline", f"{pipeline} (verify-each: every pass's contract checked)"),
+        ("nodes", f"{len(traced)} traced, {s.nodes} after the pipeline"),
         ("ops", ", ".join(f"{k} x{v}" for k, v in s.ops.items() if k not in ("input",))),
         ("MACs", f"{s.macs:,}"),
         ("parameters", f"{s.params:,} ({s.param_bytes / 1024:.1f} KiB)"),

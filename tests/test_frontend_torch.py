@@ -19,7 +19,6 @@ import torch
 
 import smelt
 from smelt.ir.torch_common import TraceError
-
 from smelt.zoo import ZOO
 
 FX_MODELS = [n for n in ZOO if not n.startswith("hf_")]  # HF forward() has data-dependent code

@@ -40,9 +40,13 @@ def same_dtype(types: list[TensorType]) -> str:
 
 
 def norm_axis(axis: int, rank: int) -> int:
-    if not -rank <= axis < max(rank, 1):
+    """`axis` as a non-negative index into a rank-`rank` shape. A scalar has no axes."""
+    if rank == 0:
+        raise TypeInferenceError(f"axis {axis} given for a scalar (rank 0), which has no axes; "
+                                 "reshape it to [1] first")
+    if not -rank <= axis < rank:
         raise TypeInferenceError(f"axis {axis} is out of range for rank {rank}")
-    return axis % max(rank, 1)
+    return axis % rank
 
 
 def norm_axes(axes: Sequence[int], rank: int) -> tuple[int, ...]:

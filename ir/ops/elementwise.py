@@ -19,18 +19,26 @@ def _binary_infer(types: list[TensorType], attrs: dict) -> TensorType:
     return TensorType(broadcast([t.shape for t in types]), same_dtype(types))
 
 
+def _numeric_binary_infer(types: list[TensorType], attrs: dict) -> TensorType:
+    """sub, div, pow: no meaning on bool (as torch); add and mul are `or` and `and` there."""
+    out = _binary_infer(types, attrs)
+    if out.dtype == "bool":
+        raise TypeInferenceError("needs numeric inputs, got bool; use the logical ops, or cast")
+    return out
+
+
 def _compare_infer(types: list[TensorType], attrs: dict) -> TensorType:
     same_dtype(types)
     return TensorType(broadcast([t.shape for t in types]), "bool")
 
 
-def _binary(name: str, fn, commutative: bool = False, doc: str = "") -> None:
+def _binary(name: str, fn, commutative: bool = False, doc: str = "",
+            infer=_binary_infer) -> None:
     def ref(a, b):
         return fn(a, b)
 
     ref.__doc__ = doc
-    defop(name, ("a", "b"), _binary_infer, category="elementwise",
-          commutative=commutative)(ref)
+    defop(name, ("a", "b"), infer, category="elementwise", commutative=commutative)(ref)
 
 
 def _int_safe_div(a, b):
@@ -44,10 +52,10 @@ def _pow(a, b):
 
 
 _binary("add", np.add, commutative=True, doc="a + b")
-_binary("sub", np.subtract, doc="a - b")
+_binary("sub", np.subtract, doc="a - b", infer=_numeric_binary_infer)
 _binary("mul", np.multiply, commutative=True, doc="a * b")
-_binary("div", _int_safe_div, doc="a / b (integers: truncated)")
-_binary("pow", _pow, doc="a ** b")
+_binary("div", _int_safe_div, doc="a / b (integers: truncated)", infer=_numeric_binary_infer)
+_binary("pow", _pow, doc="a ** b", infer=_numeric_binary_infer)
 _binary("maximum", np.maximum, commutative=True, doc="max(a, b), NaN-propagating")
 _binary("minimum", np.minimum, commutative=True, doc="min(a, b), NaN-propagating")
 
@@ -177,17 +185,35 @@ _unary("round", np.round, doc="round half to even")
 def _clamp_infer(types, attrs):
     if attrs["min"] is None and attrs["max"] is None:
         raise TypeInferenceError("clamp needs min, max, or both")
-    return _numeric_unary(types, attrs)
+    out = _numeric_unary(types, attrs)
+    if not is_float(out.dtype):
+        for name in ("min", "max"):
+            v = attrs[name]
+            if v is not None and not float(v).is_integer():
+                raise TypeInferenceError(
+                    f"clamp of an {out.dtype} tensor needs integral bounds, got {name}={v}; "
+                    "round the bound (ceil for min, floor for max) or cast x to float"
+                )
+    return out
+
+
+def _bound(x, v):
+    """A bound as x's dtype; integer bounds beyond the dtype's range saturate."""
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        v = min(max(v, info.min), info.max)
+    return _f(x, v)
 
 
 @defop("clamp", ("x",), _clamp_infer, category="elementwise",
        attrs={"min": AttrSpec("float?", None), "max": AttrSpec("float?", None)})
 def clamp(x, *, min, max):
-    """min(max(x, min), max); either bound may be absent."""
+    """min(max(x, min), max); either bound may be absent. Integer tensors take integral
+    bounds; a bound past the dtype's range clamps nothing on that side."""
     if min is not None:
-        x = np.maximum(x, _f(x, min))
+        x = np.maximum(x, _bound(x, min))
     if max is not None:
-        x = np.minimum(x, _f(x, max))
+        x = np.minimum(x, _bound(x, max))
     return x
 
 

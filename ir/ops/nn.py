@@ -132,10 +132,12 @@ def _matmul_infer(types: list[TensorType], attrs: dict) -> TensorType:
     dtype = same_dtype(types)
     if a.rank < 1 or b.rank < 1:
         raise TypeInferenceError("matmul needs inputs of rank >= 1")
-    if a.rank == 1 or b.rank == 1:
+    if a.rank == 1 or b.rank == 1:  # a vector operand loses its axis (numpy's rule)
         if a.shape[-1] != b.shape[0 if b.rank == 1 else -2]:
             raise TypeInferenceError(f"contracted sizes differ: {a.shape} @ {b.shape}")
-        return TensorType(np.matmul(np.empty(a.shape), np.empty(b.shape)).shape, dtype)
+        if a.rank == 1:
+            return TensorType(b.shape[:-2] + b.shape[-1:] if b.rank > 1 else (), dtype)
+        return TensorType(a.shape[:-1], dtype)
     if a.shape[-1] != b.shape[-2]:
         raise TypeInferenceError(
             f"contracted sizes differ: {list(a.shape)} @ {list(b.shape)}"

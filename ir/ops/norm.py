@@ -77,6 +77,8 @@ def _softmax_infer(types, attrs):
 @defop("softmax", ("x",), _softmax_infer, category="norm", attrs={"axis": AttrSpec("int", -1)})
 def softmax(x, *, axis):
     """exp(x - max) / sum(exp(x - max)) along axis."""
+    if x.size == 0:
+        return x.copy()
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
@@ -85,5 +87,7 @@ def softmax(x, *, axis):
        attrs={"axis": AttrSpec("int", -1)})
 def log_softmax(x, *, axis):
     """x - max - log(sum(exp(x - max))) along axis."""
+    if x.size == 0:
+        return x.copy()
     s = x - x.max(axis=axis, keepdims=True)
     return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))

@@ -32,7 +32,8 @@ def reshape(x, *, shape):
 
 def _flatten_infer(types, attrs):
     x = types[0]
-    if x.rank == 0:
+    if x.rank == 0:  # as torch: a scalar flattens to [1], its axes read as one axis
+        norm_axis(attrs["start_axis"], 1), norm_axis(attrs["end_axis"], 1)
         return TensorType((1,), x.dtype)
     s = norm_axis(attrs["start_axis"], x.rank)
     e = norm_axis(attrs["end_axis"], x.rank)
@@ -110,6 +111,8 @@ def _split_infer(types, attrs):
     x = types[0]
     axis = norm_axis(attrs["axis"], x.rank)
     sizes = attrs["sizes"]
+    if not sizes:
+        raise TypeInferenceError("split needs at least one size")
     if sum(sizes) != x.shape[axis] or any(s < 0 for s in sizes):
         raise TypeInferenceError(
             f"split sizes {list(sizes)} must add up to axis {axis}'s size {x.shape[axis]}"
@@ -232,6 +235,8 @@ def _pad_infer(types, attrs):
 def pad(x, *, pads, value, mode):
     """x padded per axis by pads[2i] before and pads[2i+1] after; constant, reflect or
     edge (replicate) mode."""
+    if x.ndim == 0:
+        return x.copy()
     widths = [(pads[2 * i], pads[2 * i + 1]) for i in range(x.ndim)]
     if mode == "constant":
         return np.pad(x, widths, constant_values=np.asarray(value, x.dtype))
