@@ -17,17 +17,9 @@ scaled by 10-100x, as in LLM activations, the case SmoothQuant exists for); roun
 disagree); and uniforms. Array contents come from a numpy generator seeded by hypothesis, so
 drawing stays fast on large tensors and is reproducible under the `ci` profile.
 
-`graphs()` (in `random_graphs`) builds float32 graphs node by node from an op vocabulary.
-Every node is built with `Node.make`, with attributes chosen valid for its operands' shapes,
-so every drawn graph verifies. The builder tracks each node's value range in real arithmetic
-(interval bounds); it keeps every value finite and within `MAX_MAGNITUDE`, and applies log, sqrt, rsqrt, reciprocal
-and the divisor of div and base of pow only to operands provably at least `SAFE_MARGIN` away
-from zero. These guarantees hold for inputs inside `INPUT_RANGE`, which is where
-`graph_inputs()` draws them. The default vocabulary holds continuous ops only (no floor, round,
-comparisons or where), so float32 and float64 interpretations of a drawn graph agree within
-rounding error. When the op drawn needs a positive operand and the graph has none, the builder
-shifts one into range with `add(x, c)`, so log, sqrt and friends appear in graphs of any
-vocabulary.
+`graphs()` (in `random_graphs`) builds random well-typed float32 graphs from an op
+vocabulary, keeping every value finite and every op inside its domain; `graph_inputs(graph)`
+draws inputs in the range those guarantees assume. See `random_graphs` for the details.
 """
 
 from .random_graphs import (  # noqa: F401
