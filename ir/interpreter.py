@@ -12,7 +12,7 @@ Values are freed once their last user has run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,9 +71,15 @@ def _bind(graph: Graph, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.
 
 
 def interpret(
-    graph: Graph, *inputs: Any, precision: str = "float32", **named: Any
+    graph: Graph,
+    *inputs: Any,
+    precision: str = "float32",
+    observe: Callable[[Node, Any], None] | None = None,
+    **named: Any,
 ) -> tuple[np.ndarray, ...]:
-    """Run `graph` on numpy arrays (or torch tensors); returns a tuple of numpy arrays."""
+    """Run `graph` on numpy arrays (or torch tensors); returns a tuple of numpy arrays.
+    `observe(node, value)`, when given, sees every node's value as it is computed (inputs
+    and constants included), in topological order."""
     if precision not in ("float32", "float64"):
         raise InterpretError(f"precision must be 'float32' or 'float64', not {precision!r}")
     wide = precision == "float64"
@@ -91,12 +97,18 @@ def interpret(
         if n.op == "input":
             if id(n) not in env:
                 raise InterpretError(f"input {n.attrs['name']!r} is used but not bound")
+            if observe is not None:
+                observe(n, env[id(n)])
             continue
         if n.op == "constant":
             env[id(n)] = _widen(n.value) if wide else n.value
+            if observe is not None:
+                observe(n, env[id(n)])
             continue
         args = [env[id(x)] for x in n.inputs]
         env[id(n)] = evaluate(n, args, wide)
+        if observe is not None:
+            observe(n, env[id(n)])
         for x in n.inputs:
             remaining[id(x)] -= 1
             if remaining[id(x)] == 0:

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from smelt.ir.graph import Graph
-from smelt.ir.interpreter import evaluate as evaluate_node
+from smelt.ir.interpreter import interpret
+from smelt.ir.node import Node
 from smelt.ir.op_table import get_op
 from smelt.ir.types import TensorType, is_float, numpy_dtype
 
@@ -119,38 +120,20 @@ def _as_input(value: Any, t: TensorType) -> np.ndarray:
 
 def run64(graph: Graph, inputs: Sequence[Any]) -> Evaluation:
     """Run `graph` in float64 on `inputs`, tracking the largest magnitude reached."""
-    order = graph.nodes()
     if len(inputs) != len(graph.inputs):
         raise ValueError(f"graph takes {len(graph.inputs)} inputs, got {len(inputs)}")
-    left: dict[int, int] = {}
-    for n in order:
-        for x in n.inputs:
-            left[id(x)] = left.get(id(x), 0) + 1
-    for o in graph.outputs:
-        left[id(o)] = left.get(id(o), 0) + 1
-    env: dict[int, Any] = {}
-    for node, value in zip(graph.inputs, inputs, strict=True):
-        env[id(node)] = _as_input(value, node.tensor_type)
-    magnitude, growth, eps = 0.0, 0.0, 0.0
-    for n in order:
+    values = [_as_input(v, x.tensor_type) for v, x in zip(inputs, graph.inputs, strict=True)]
+    seen = {"magnitude": 0.0, "growth": 0.0, "eps": 0.0}
+
+    def observe(n: Node, value: Any) -> None:
         if isinstance(n.type, TensorType) and is_float(n.type.dtype):
-            eps = max(eps, _EPS[n.type.dtype])
-        if n.op == "input":
-            value = env[id(n)]
-        elif n.op == "constant":
-            value = n.value.astype(np.float64) if is_float(n.type.dtype) else n.value
-            env[id(n)] = value
-        else:
-            value = evaluate_node(n, [env[id(x)] for x in n.inputs], wide=True)
-            env[id(n)] = value
-            growth += reduction_length(n)
-            for x in n.inputs:
-                left[id(x)] -= 1
-                if left[id(x)] == 0:
-                    env.pop(id(x), None)
-        magnitude = max(magnitude, _magnitude(value))
-    outputs = tuple(np.asarray(env[id(o)]) for o in graph.outputs)
-    return Evaluation(outputs, magnitude, max(growth, 1.0), eps)
+            seen["eps"] = max(seen["eps"], _EPS[n.type.dtype])
+        if n.op not in ("input", "constant"):
+            seen["growth"] += reduction_length(n)
+        seen["magnitude"] = max(seen["magnitude"], _magnitude(value))
+
+    outputs = interpret(graph, *values, precision="float64", observe=observe)
+    return Evaluation(outputs, seen["magnitude"], max(seen["growth"], 1.0), seen["eps"])
 
 
 def _magnitude(value: Any) -> float:
