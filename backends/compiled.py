@@ -44,7 +44,7 @@ class CompiledModule:
             if list(a.shape) != spec["shape"]:
                 raise InterpretError(f"input {spec['name']!r} has shape {list(a.shape)}, the "
                                      f"module expects {spec['shape']}")
-            a = np.ascontiguousarray(a, dtype=spec["dtype"])
+            a = np.array(a, dtype=spec["dtype"], order="C")  # keeps 0-d arrays 0-d
             args.append(tvm.runtime.tensor(a, self.device))
         result = self._vm["main"](*args)
         return tuple(r.numpy() for r in result)

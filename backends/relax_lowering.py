@@ -38,7 +38,12 @@ def missing_lowerings() -> list[str]:
 
 
 def scalar(value: float, node: Node) -> relax.Constant:
-    return relax.const(np.asarray(value, dtype=numpy_dtype(node.dtype)))
+    """A 0-d constant of the node's dtype; integer values saturate to the dtype's range."""
+    dtype = numpy_dtype(node.dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        value = min(max(value, info.min), info.max)
+    return relax.const(np.asarray(value, dtype=dtype), node.dtype)
 
 
 def _simple(name: str, fn: Callable[..., Any]) -> None:
@@ -90,7 +95,11 @@ def _leaky(bb, n, xs):
 
 @lowers("gelu")
 def _gelu(bb, n, xs):
-    return R.nn.gelu_tanh(xs[0]) if n.attrs["approximate"] == "tanh" else R.nn.gelu(xs[0])
+    x = xs[0]
+    if n.dtype == "float16":  # x**3 overflows float16 inside TVM's formula; work in float32
+        x = bb.emit(R.astype(x, "float32"))
+    y = R.nn.gelu_tanh(x) if n.attrs["approximate"] == "tanh" else R.nn.gelu(x)
+    return R.astype(bb.emit(y), "float16") if n.dtype == "float16" else y
 
 
 @lowers("hardsigmoid")
@@ -151,10 +160,24 @@ def _layer_norm(bb, n: Node, xs):
     rank = n.tensor_type.rank
     axis = n.attrs["axis"] % rank
     norm_shape = n.shape[axis:]
-    gamma = xs[1] if len(xs) > 1 else relax.const(np.ones(norm_shape, numpy_dtype(n.dtype)))
-    beta = xs[2] if len(xs) > 2 else relax.const(np.zeros(norm_shape, numpy_dtype(n.dtype)))
+    if n.dtype not in ("float32", "float16"):  # Relax's layer_norm takes only these
+        return _layer_norm_by_parts(bb, n, xs, list(range(axis, rank)))
+    gamma = xs[1] if len(xs) > 1 else relax.const(np.ones(norm_shape, numpy_dtype(n.dtype)),
+                                                  n.dtype)
+    beta = xs[2] if len(xs) > 2 else relax.const(np.zeros(norm_shape, numpy_dtype(n.dtype)),
+                                                 n.dtype)
     return R.nn.layer_norm(xs[0], gamma, beta, axes=list(range(axis, rank)),
                            epsilon=n.attrs["eps"])
+
+
+def _layer_norm_by_parts(bb, n: Node, xs, axes: list[int]):
+    e = bb.emit
+    centered = e(R.subtract(xs[0], e(R.mean(xs[0], axis=axes, keepdims=True))))
+    var = e(R.mean(e(R.multiply(centered, centered)), axis=axes, keepdims=True))
+    y = e(R.multiply(centered, e(R.rsqrt(e(R.add(var, scalar(n.attrs["eps"], n)))))))
+    if len(xs) > 1:
+        y = e(R.multiply(y, xs[1]))
+    return R.add(y, xs[2]) if len(xs) > 2 else y
 
 
 @lowers("softmax")
@@ -237,6 +260,8 @@ def _concat(bb, n, xs):
 @lowers("split")
 def _split(bb, n, xs):
     cuts = [int(c) for c in np.cumsum(n.attrs["sizes"])[:-1]]
+    if not cuts:  # one part: Relax gives the tensor itself, smelt a 1-tuple
+        return relax.Tuple([xs[0]])
     return R.split(xs[0], cuts, axis=n.attrs["axis"])
 
 
@@ -250,8 +275,8 @@ def _slice(bb, n: Node, xs):
     x_shape = n.inputs[0].shape
     axis = n.attrs["axis"] % len(x_shape)
     r = slice_bounds(x_shape[axis], n.attrs["start"], n.attrs["stop"], n.attrs["step"])
-    if len(r) == 0:
-        raise NotImplementedError("empty slices are not lowered")
+    if len(r) == 0:  # an empty result: no element depends on x
+        return relax.const(np.zeros(n.shape, numpy_dtype(n.dtype)), n.dtype)
     return R.strided_slice(xs[0], axes=[axis], begin=[r.start], end=[r.start + len(r) * r.step],
                            strides=[r.step], assume_inbound=True)
 

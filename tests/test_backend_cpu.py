@@ -45,3 +45,29 @@ def test_export_and_load_compiled(tmp_path) -> None:
         loaded(np.zeros((1, 3, 16, 16), np.float32))
     with pytest.raises(smelt.FileFormatError):
         smelt.load_compiled(tmp_path / "missing.so")
+
+
+def _compiled_vs_interpreted(graph: smelt.Graph, *args: np.ndarray) -> None:
+    got = smelt.compile(graph)(*args)
+    want = smelt.interpret(graph, *args)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+
+
+def test_edge_shapes_and_dtypes_lower() -> None:
+    from smelt.ir import Graph, Node, make
+
+    s = Node.input("s", ())  # 0-d inputs stay 0-d on the way into TVM
+    _compiled_vs_interpreted(Graph([s], [make("tanh", s)]), np.float32(0.5))
+    x = Node.input("x", (2, 3))
+    one_part = make("project", make("split", x, axis=1, sizes=(3,)), index=0)
+    empty = make("slice", x, axis=1, start=2, stop=1)
+    _compiled_vs_interpreted(Graph([x], [one_part, make("relu", x), empty]),
+                             np.arange(6, dtype=np.float32).reshape(2, 3))
+    d = Node.input("d", (2, 4), "float64")  # Relax's layer_norm takes only f32/f16
+    _compiled_vs_interpreted(Graph([d], [make("layer_norm", d), make("hardswish", d)]),
+                             np.linspace(-4, 4, 8).reshape(2, 4))
+    i = Node.input("i", (5,), "int8")  # bounds beyond int8 saturate
+    _compiled_vs_interpreted(Graph([i], [make("clamp", i, min=-1000, max=3)]),
+                             np.array([-128, -1, 0, 3, 127], np.int8))
