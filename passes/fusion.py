@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from smelt.ir.node import Node
 from smelt.ir.ops.fused import broadcast_shapes
-from smelt.rewrite.build import make
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import op, var
 from smelt.rewrite.passes import RewritePass
@@ -39,31 +38,31 @@ def fuse_matmul_bias(a: Node, b: Node, c: Node, p: Node) -> Node | NoMatch:
     """add(matmul(a, b), c) -> fused_matmul(a, b, c)   (GEMM bias epilogue)"""
     if broadcast_shapes(p.shape, c.shape) != p.shape:
         return reject(f"bias {list(c.shape)} would grow the product {list(p.shape)}")
-    return make("fused_matmul", (a, b, c))
+    return Node.make("fused_matmul", (a, b, c))
 
 
 @rule(op.relu(product), contract=exact, family="fuse")
 def fuse_matmul_relu(a: Node, b: Node, p: Node) -> Node:
     """relu(matmul(a, b)) -> fused_matmul(a, b){activation=relu}   (GEMM epilogue)"""
-    return make("fused_matmul", (a, b), activation="relu")
+    return Node.make("fused_matmul", (a, b), activation="relu")
 
 
 @rule(op.relu6(product), contract=exact, family="fuse")
 def fuse_matmul_relu6(a: Node, b: Node, p: Node) -> Node:
     """relu6(matmul(a, b)) -> fused_matmul(a, b){activation=relu6}   (GEMM epilogue)"""
-    return make("fused_matmul", (a, b), activation="relu6")
+    return Node.make("fused_matmul", (a, b), activation="relu6")
 
 
 @rule(op.relu(fused), contract=exact, family="fuse")
 def fuse_relu(f: Node) -> Node:
     """relu(fused_matmul(a, b, c)) -> fused_matmul(a, b, c){activation=relu}   (epilogue)"""
-    return make("fused_matmul", f.inputs, activation="relu")
+    return Node.make("fused_matmul", f.inputs, activation="relu")
 
 
 @rule(op.relu6(fused), contract=exact, family="fuse")
 def fuse_relu6(f: Node) -> Node:
     """relu6(fused_matmul(a, b, c)) -> fused_matmul(a, b, c){activation=relu6}   (epilogue)"""
-    return make("fused_matmul", f.inputs, activation="relu6")
+    return Node.make("fused_matmul", f.inputs, activation="relu6")
 
 
 FUSE = RuleSet([fuse_matmul_bias, fuse_matmul_relu, fuse_matmul_relu6, fuse_relu, fuse_relu6],

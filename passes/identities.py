@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from smelt.ir.node import Node
 from smelt.ir.ops.fused import broadcast_shapes
-from smelt.rewrite.build import make
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import const, op, var
 from smelt.rewrite.instances import LOSSLESS_CASTS
@@ -81,7 +80,7 @@ def mul_minus_one(x: Node, minus_one: Node) -> Node | NoMatch:
     """x * -1 -> -x   (negation; also -1 * x)"""
     if not _keeps(x, minus_one) or x.dtype == "bool" or x.dtype.startswith("uint"):
         return reject("the constant would grow x, or x is unsigned")
-    return make("neg", (x,))
+    return Node.make("neg", (x,))
 
 
 @rule(op.neg(op.neg(x)), contract=exact, family="canonicalize")
@@ -93,7 +92,7 @@ def neg_neg(x: Node) -> Node:
 @rule(x + (-y), contract=exact, family="canonicalize")
 def add_neg(x: Node, y: Node) -> Node:
     """x + (-y) -> x - y   (IEEE: x + (-y) is x - y exactly; also (-y) + x)"""
-    return make("sub", (x, y))
+    return Node.make("sub", (x, y))
 
 
 @rule(op("maximum|minimum", x, x), contract=exact, family="canonicalize")
@@ -112,7 +111,7 @@ def relu_relu(x: Node, inner: Node) -> Node:
 @rule(op.clamp(x, min=0.0, max=None), contract=exact, family="canonicalize")
 def clamp_to_relu(x: Node) -> Node:
     """clamp(x, min=0) -> relu(x)   (same function, one canonical spelling)"""
-    return make("relu", (x,))
+    return Node.make("relu", (x,))
 
 
 # -- data movement --------------------------------------------------------------------------
@@ -132,13 +131,13 @@ def transpose_transpose(x: Node, inner: Node, outer: Node) -> Node:
     """transpose(transpose(x, p), q) -> transpose(x, p[q])   (composition; x when identity)"""
     p, q = inner.attrs["perm"], outer.attrs["perm"]
     perm = tuple(p[i] for i in q)
-    return x if is_identity_perm(perm) else make("transpose", (x,), perm=perm)
+    return x if is_identity_perm(perm) else Node.make("transpose", (x,), perm=perm)
 
 
 @rule(op.reshape(op.reshape(x)).named("outer"), contract=exact, family="canonicalize")
 def reshape_reshape(x: Node, outer: Node) -> Node:
     """reshape(reshape(x, s), t) -> reshape(x, t)   (row-major order is kept by both)"""
-    return make("reshape", (x,), shape=outer.shape)
+    return Node.make("reshape", (x,), shape=outer.shape)
 
 
 def _to_own_shape(node: Node) -> str | None:
@@ -156,7 +155,7 @@ def reshape_noop(x: Node) -> Node:
 @rule(op("flatten|squeeze|unsqueeze", x).named("s"), contract=exact, family="canonicalize")
 def shape_op_to_reshape(x: Node, s: Node) -> Node:
     """flatten(x) / squeeze(x) / unsqueeze(x) -> reshape(x, shape)   (one spelling)"""
-    return make("reshape", (x,), shape=s.shape)
+    return Node.make("reshape", (x,), shape=s.shape)
 
 
 @rule(op.concat(x), contract=exact, family="canonicalize")
@@ -218,7 +217,7 @@ def cast_lossless_chain(x: Node, inner: Node, outer: Node) -> Node | NoMatch:
         return reject(f"{x.dtype} -> {inner.dtype} may round")
     if outer.dtype == x.dtype:
         return x
-    return make("cast", (x,), dtype=outer.dtype)
+    return Node.make("cast", (x,), dtype=outer.dtype)
 
 
 IDENTITIES = RuleSet([

@@ -6,7 +6,6 @@ pattern + rewrite function + contract + `lhs -> rhs` doc), rule sets (`+`), the 
 (`rules()`, `passes()`), and verification (also shipped as `smelt.testing`).
 """
 
-from .build import make
 from .contract import Contract, bounded, exact
 from .driver import RewriteResult, rewrite, rewrite_nodes
 from .dsl import any_of, any_op, const, op, var
@@ -44,7 +43,7 @@ __all__ = [
     "PipelineReport", "PipelineResult", "RewritePass", "RewriteResult", "RewriteTypeError",
     "Rule", "RuleDefinitionError", "RuleSet", "RuleStats", "Stats", "TraceEntry",
     "UnknownPassError", "any_of", "any_op", "assert_equivalent", "bounded", "const", "exact",
-    "explain", "function_pass", "get_pass", "get_rule", "make", "op", "passes",
+    "explain", "function_pass", "get_pass", "get_rule", "op", "passes",
     "register_pass", "register_rules", "reject", "rewrite", "rewrite_nodes", "rule", "rules",
     "var", "verify_pass", "verify_rule",
 ]

@@ -17,7 +17,6 @@ from typing import Any
 from smelt.ir.node import Node
 from smelt.ir.types import Type
 
-from .build import rebuild
 from .describe import describe
 
 
@@ -62,7 +61,7 @@ class Pending:
                 stack.extend(waiting)
                 continue
             stack.pop()
-            q.built = rebuild(q.origin, [real(x) for x in q.inputs])
+            q.built = Node.rebuild(q.origin, [real(x) for x in q.inputs])
             if q.uses is not None:
                 q.uses[q.built] = q.uses.get(q.built, 0) + q.uses.get(q.origin, 1)
         return self.built

@@ -37,14 +37,13 @@ def model() -> Graph:
 
 def _scale_constants(graph: Graph, factor: float) -> Graph:
     """Every large constant times `factor` (a planted bug when factor != 1)."""
-    from smelt.rewrite.build import rebuild
 
     new: dict[Node, Node] = {}
     for n in graph.nodes():
         if n.op == "constant" and n.value.size > 1:
             new[n] = Node.constant((n.value * np.float32(factor)).astype(n.value.dtype))
         elif n.inputs:
-            new[n] = rebuild(n, [new.get(x, x) for x in n.inputs])
+            new[n] = Node.rebuild(n, [new.get(x, x) for x in n.inputs])
     return graph.replace(outputs=[new.get(o, o) for o in graph.outputs])
 
 

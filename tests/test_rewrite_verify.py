@@ -14,7 +14,6 @@ from smelt.rewrite import (
     bounded,
     const,
     exact,
-    make,
     op,
     rule,
     var,
@@ -45,7 +44,7 @@ def _affine(x, mean, var, gamma, beta, eps):
     view = (-1,) + (1,) * (len(x.shape) - 2)
     s_node = Node.constant(s.reshape(view).astype(np.float32))
     t_node = Node.constant(t.reshape(view).astype(np.float32))
-    return make("add", (make("mul", (x, s_node)), t_node))
+    return Node.make("add", (Node.make("mul", (x, s_node)), t_node))
 
 
 @rule(BN.named("bn"), contract=exact, instance=_bn_instance)
