@@ -59,8 +59,9 @@ def _weights(blocks: int, seed: int = 0):
 
 # -- smelt --------------------------------------------------------------------------------------
 def _smelt_rules(name: str):
+    from smelt.ir import Node
     from smelt.passes import FUSE
-    from smelt.rewrite import RuleSet, exact, make, op, rule, var
+    from smelt.rewrite import RuleSet, exact, op, rule, var
 
     if name == "smelt-fuse":
         return FUSE
@@ -69,7 +70,7 @@ def _smelt_rules(name: str):
     @rule(op.relu(op.add(op.matmul(x, w).single_use(), b).single_use()), contract=exact)
     def fuse_linear_relu(x, w, b):
         """relu(add(matmul(x, w), b)) -> fused_matmul(x, w, b){activation=relu}"""
-        return make("fused_matmul", (x, w, b), activation="relu")
+        return Node.make("fused_matmul", (x, w, b), activation="relu")
 
     return RuleSet([fuse_linear_relu])
 
