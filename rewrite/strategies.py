@@ -22,12 +22,12 @@ vocabulary, keeping every value finite and every op inside its domain; `graph_in
 draws inputs in the range those guarantees assume. See `random_graphs` for the details.
 """
 
-from .random_graphs import (  # noqa: F401
+from .graph_builders import (  # noqa: F401
     DEFAULT_VOCABULARY,
     DISCONTINUOUS_OPS,
     SUPPORTED_VOCABULARY,
-    graphs,
 )
+from .random_graphs import graphs  # noqa: F401
 from .tensor_strategies import (  # noqa: F401
     CONSTANT_SCALES,
     INPUT_RANGE,
