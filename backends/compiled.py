@@ -23,9 +23,12 @@ def _array(x: Any) -> np.ndarray:
 class CompiledModule:
     """`module(*inputs) -> tuple[np.ndarray, ...]`, like `smelt.interpret`."""
 
-    def __init__(self, executable: Any, signature: dict[str, Any], device=None) -> None:
+    def __init__(self, executable: Any, signature: dict[str, Any], device: Any = None,
+                 kernels: dict[str, str | None] | None = None) -> None:
         self.executable = executable
         self.signature = signature
+        #: kernel name -> the schedule rule that scheduled it (None: unscheduled)
+        self.kernels = dict(kernels or signature.get("kernels", {}))
         self.device = device or tvm.cpu()
         self._vm = relax.VirtualMachine(executable, self.device)
 
@@ -54,7 +57,8 @@ class CompiledModule:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.executable.export_library(str(path))
-        path.with_suffix(".json").write_text(json.dumps(self.signature, indent=1))
+        meta = {**self.signature, "kernels": self.kernels}
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
         return path
 
 

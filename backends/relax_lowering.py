@@ -140,7 +140,13 @@ def _conv2d(bb, n: Node, xs):
 
 @lowers("linear")
 def _linear(bb, n, xs):
-    return R.linear(*xs)
+    w = n.inputs[1]
+    if w.op != "constant":
+        return R.linear(*xs)
+    # a constant weight is bound transposed, so the matmul reads it as (K, N) directly
+    wt = relax.const(np.ascontiguousarray(np.asarray(w.value).T), w.dtype)
+    y = R.matmul(xs[0], wt)
+    return R.add(bb.emit(y), xs[2]) if len(xs) == 3 else y
 
 
 @lowers("batch_norm")

@@ -1,0 +1,57 @@
+"""The Relax pipeline smelt compiles CPU modules with.
+
+TVM's default CPU pipeline legalizes and fuses but schedules nothing. This one legalizes the
+contractions into smelt's own kernels with packed weights (cpu/legalize.py), folds constants
+(the weight packing among them), fuses elementwise epilogues into their producers, schedules
+every kernel (cpu/schedule.py), then lowers to the VM as TVM's pipeline does.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from .legalize import LEGALIZE
+from .schedule import schedule_cpu
+
+
+def lower_to_kernels(target: tvm.target.Target) -> tvm.transform.Pass:
+    """Relax module -> fused, legalized (not yet scheduled) kernels."""
+    return tvm.transform.Sequential([
+        relax.backend.DispatchSampling(),
+        relax.backend.DispatchSortScan(),
+        relax.transform.LegalizeOps(customize_legalize_map=LEGALIZE),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        relax.transform.DeadCodeElimination(),
+    ])
+
+
+def finish(target: tvm.target.Target) -> tvm.transform.Pass:
+    """Scheduled kernels -> a module the Relax VM runs."""
+    return tvm.transform.Sequential([
+        relax.transform.RewriteDataflowReshape(),
+        relax.transform.ToNonDataflow(),
+        relax.transform.RemovePurityChecking(),
+        relax.transform.CallTIRRewrite(),
+        relax.transform.StaticPlanBlockMemory(),
+        relax.transform.LowerAllocTensor(),
+        relax.transform.KillAfterLastUse(),
+        relax.transform.LowerRuntimeBuiltin(),
+        relax.transform.ComputePrimValue(),
+        relax.transform.VMShapeLower(),
+        relax.transform.AttachGlobalSymbol(),
+    ])
+
+
+def cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
+    @tvm.transform.module_pass(opt_level=0, name="smelt.CPUPipeline")
+    def run(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        with target:
+            mod = lower_to_kernels(target)(mod)
+            mod = schedule_cpu(mod)
+            return finish(target)(mod)
+
+    return run

@@ -1,0 +1,126 @@
+"""Register-tile schedules for smelt's contraction kernels (cpu/kernels.py).
+
+All four follow one recipe (measured in shared/TVM_NOTES.md): tile the output so that the
+accumulators of one tile fit in vector registers, run the whole reduction over the tile, keep
+the tile in a "local" cache and write it back once, with the elementwise epilogue (bias,
+activation, residual add) folded into that write-back; parallelize the outer tile loops,
+vectorize the inner output axis, unroll the small ones, and split the reduction's initial
+value off last (vectorizing after that split fails).
+
+    kernel        tile (unrolled x vector)       vector axis     parallel over
+    smelt_dense   8 rows x nb columns            n (panel)       row tiles x panels
+    smelt_matmul  8 rows x 16 columns            n               batch x row tiles
+    smelt_conv2d  up to 8 pixels x ob channels   out channel     image x channel block x row
+    smelt_dwconv  one row of <= 16 pixels        out pixel       image x channel x row
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir
+
+from .sched_util import all_blocks, block_named, extent, inline_epilogue, schedule_plain
+
+
+def _largest_divisor(n: int, cap: int) -> int:
+    return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
+
+
+def _tile(sch: s_tir.Schedule, blk, outer: list, unrolled: list, vector, reduction: list,
+          tile_at, parallel: list) -> None:
+    """Common tail: order loops, cache the tile, fold the epilogue, parallelize, vectorize."""
+    sch.reorder(*outer, *reduction, *unrolled, vector)
+    wb = sch.cache_write(blk, 0, "local")
+    inline_epilogue(sch, wb)
+    sch.reverse_compute_at(wb, tile_at, preserve_unit_loops=True)
+    wb_loops = sch.get_loops(wb)
+    if len(parallel) > 1:
+        fused = sch.fuse(*parallel)
+    else:
+        fused = parallel[0]
+    sch.parallel(fused)
+    sch.vectorize(vector)
+    for lp in unrolled:
+        sch.unroll(lp)
+    _vectorize_writeback(sch, wb_loops)
+    sch.decompose_reduction(blk, reduction[0])
+
+
+def _vectorize_writeback(sch: s_tir.Schedule, loops) -> None:
+    inner = loops[-1]
+    if extent(sch, inner) in (4, 8, 16, 32):
+        sch.vectorize(inner)
+
+
+def _others(sch: s_tir.Schedule, anchor) -> None:
+    """Producers before the anchor (padding, a transpose) and consumers that would not fold
+    into the write-back keep their own loops: schedule them plainly at the root."""
+    anchor_loops = [sch.get_sref(lp) for lp in sch.get_loops(anchor)]
+    for blk in all_blocks(sch):
+        loops = sch.get_loops(blk)
+        if loops and not any(sch.get_sref(loops[0]).same_as(a) for a in anchor_loops):
+            schedule_plain(sch, blk)
+
+
+def dense(sch: s_tir.Schedule) -> bool:
+    blk = block_named(sch, "smelt_dense")
+    if blk is None:
+        return False
+    *lead, j, k = sch.get_loops(blk)
+    if not lead:
+        return False
+    # the row tile must divide the innermost leading extent: a tile that straddles two rows
+    # of a fused (batch, token) index would make the write-back region inexact
+    mi = _largest_divisor(extent(sch, lead[-1]), 8)
+    m = sch.fuse(*lead) if len(lead) > 1 else lead[0]
+    nb = int(sch.get(blk).reads[1].source.shape[2])
+    mo, mi_loop = sch.split(m, factors=[None, mi])
+    jo, ji = sch.split(j, factors=[None, nb])
+    kext = extent(sch, k)
+    kf = 4 if kext % 4 == 0 else 1
+    ko, ki = sch.split(k, factors=[None, kf])
+    _tile(sch, blk, [mo, jo], [ki, mi_loop], ji, [ko], jo, [mo, jo])
+    _others(sch, blk)
+    return True
+
+
+def matmul(sch: s_tir.Schedule) -> bool:
+    blk = block_named(sch, "smelt_matmul")
+    if blk is None:
+        return False
+    *batch, m, n, k = sch.get_loops(blk)
+    mi = _largest_divisor(extent(sch, m), 8)
+    mo, mi_loop = sch.split(m, factors=[None, mi])
+    next_ = extent(sch, n)
+    nv = 16 if next_ % 16 == 0 else _largest_divisor(next_, 16)
+    no, ni = sch.split(n, factors=[None, nv])
+    _tile(sch, blk, [*batch, mo, no], [mi_loop], ni, [k], no, [*batch, mo])
+    _others(sch, blk)
+    return True
+
+
+def conv2d(sch: s_tir.Schedule) -> bool:
+    blk = block_named(sch, "smelt_conv2d")
+    if blk is None:
+        return False
+    b, o, y, x, ci, ry, rx = sch.get_loops(blk)
+    ob = int(sch.get(blk).reads[1].source.shape[4])
+    oo, oi = sch.split(o, factors=[None, ob])
+    xb = _largest_divisor(extent(sch, x), 8)
+    xo, xi = sch.split(x, factors=[None, xb])
+    _tile(sch, blk, [b, oo, y, xo], [rx, xi], oi, [ci, ry], xo, [b, oo, y])
+    _others(sch, blk)
+    return True
+
+
+def window(sch: s_tir.Schedule, prefix: str = "smelt_dwconv") -> bool:
+    """Depthwise conv (and any window reduction laid out like it, e.g. pooling)."""
+    blk = block_named(sch, prefix)
+    if blk is None:
+        return False
+    *outer, x, ry, rx = sch.get_loops(blk)
+    xw = extent(sch, x)
+    xv = 16 if xw % 16 == 0 else (8 if xw % 8 == 0 else _largest_divisor(xw, 16))
+    xo, xi = sch.split(x, factors=[None, xv])
+    _tile(sch, blk, [*outer, xo], [rx], xi, [ry], xo, outer)
+    _others(sch, blk)
+    return True
