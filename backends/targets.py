@@ -21,7 +21,8 @@ def host_cpu() -> str:
         from tvm.target import codegen
 
         cpu = str(codegen.llvm_get_system_cpu())
-        if cpu and cpu != "generic" and codegen.llvm_is_valid_cpu(cpu):
+        triple = str(codegen.llvm_get_system_triple())
+        if cpu and cpu != "generic" and codegen.llvm_is_valid_cpu(cpu, triple):
             return cpu
     except Exception:  # an old or odd LLVM: fall back
         pass

@@ -26,10 +26,13 @@ def _largest_divisor(n: int, cap: int) -> int:
 
 
 def _tile(sch: s_tir.Schedule, blk, outer: list, unrolled: list, vector, reduction: list,
-          tile_at, parallel: list) -> None:
-    """Common tail: order loops, cache the tile, fold the epilogue, parallelize, vectorize."""
+          tile_at, parallel: list, tile_layout=None) -> None:
+    """Common tail: order loops, cache the tile, fold the epilogue, parallelize, vectorize.
+    `tile_layout` reorders the cached tile's axes so that the vector axis is innermost."""
     sch.reorder(*outer, *reduction, *unrolled, vector)
     wb = sch.cache_write(blk, 0, "local")
+    if tile_layout is not None:
+        sch.transform_layout(blk, ("write", 0), tile_layout)
     inline_epilogue(sch, wb)
     sch.reverse_compute_at(wb, tile_at, preserve_unit_loops=True)
     wb_loops = sch.get_loops(wb)
@@ -107,7 +110,8 @@ def conv2d(sch: s_tir.Schedule) -> bool:
     oo, oi = sch.split(o, factors=[None, ob])
     xb = _largest_divisor(extent(sch, x), 8)
     xo, xi = sch.split(x, factors=[None, xb])
-    _tile(sch, blk, [b, oo, y, xo], [rx, xi], oi, [ci, ry], xo, [b, oo, y])
+    _tile(sch, blk, [b, oo, y, xo], [rx, xi], oi, [ci, ry], xo, [b, oo, y],
+          tile_layout=lambda n, c, h, w: (n, h, w, c))
     _others(sch, blk)
     return True
 
