@@ -30,6 +30,17 @@ def _leading_s(kinds: list[str]) -> int:
     return len(kinds) - len("".join(kinds).lstrip("S"))
 
 
+def _shared_rows(sch: s_tir.Schedule, blocks: list, kinds: list[list[str]]) -> int:
+    """How many leading axes every block iterates alike: spatial, with equal extents (a
+    keep-dims reduction's extent-1 axis is not shared with the full-width output axis)."""
+    doms = [[int(iv.dom.extent) for iv in sch.get(b).iter_vars] for b in blocks]
+    lead = min(_leading_s(k) for k in kinds)
+    for i in range(lead):
+        if any(d[i] != doms[-1][i] for d in doms):
+            return i
+    return lead
+
+
 def rows(sch: s_tir.Schedule) -> bool:
     blocks = [b for b in all_blocks(sch)]
     if len(blocks) < 2:
@@ -37,7 +48,7 @@ def rows(sch: s_tir.Schedule) -> bool:
     kinds = [iter_kinds(sch, b) for b in blocks]
     if all("R" not in k for k in kinds) or "R" in kinds[-1]:
         return False
-    lead = min(_leading_s(k) for k in kinds)
+    lead = _shared_rows(sch, blocks, kinds)
     if lead == 0:
         return False
     last = blocks[-1]
