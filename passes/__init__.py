@@ -10,7 +10,9 @@ from smelt.rewrite.passes import RewritePass
 from smelt.rewrite.registry import register_pass, register_rules
 
 from . import identities
+from .batchnorm_folding import FOLD_BN, fold_batch_norm
 from .constant_folding import FOLD_CONSTANTS
+from .equalization import equalize_weights
 from .fusion import FUSE, fuse
 from .identities import IDENTITIES
 
@@ -26,3 +28,4 @@ def canonicalize(budget: int | None = None) -> RewritePass:
 register_pass("canonicalize", canonicalize)
 
 __all__ = ["CANONICALIZE", "FOLD_CONSTANTS", "FUSE", "IDENTITIES", "canonicalize", "fuse"]
+__all__ += ["FOLD_BN", "equalize_weights", "fold_batch_norm"]
