@@ -9,7 +9,7 @@ from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.types import TensorType
 
-from .relax_lowering import LOWERING
+from .fused_lowering import LOWERING
 
 
 class LoweringError(SmeltError):

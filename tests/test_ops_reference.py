@@ -412,23 +412,70 @@ def matmul_examples(draw: st.DrawFn) -> Example:
     return Example((a, b), k=k, term=dot_term(a, b))
 
 
-@st.composite
-def fused_matmul_examples(draw: st.DrawFn) -> Example:
-    ex = draw(matmul_examples())
-    a, b = ex.args
-    out_shape = np.matmul(np.empty(a.shape), np.empty(b.shape)).shape
-    bias = ()
-    if draw(st.booleans()):
-        bias = (draw(values(draw(sst.broadcastable_shapes(out_shape)), str(a.dtype))),)
-    activation = draw(st.sampled_from(["none", "relu", "relu6"]))
-    return Example((a, b) + bias, {"activation": activation}, k=ex.k,
-                   term=dot_term(a, b, *bias))
+FLOAT_ACTIVATIONS = ["none", "relu", "relu6", "leaky_relu", "gelu", "gelu_tanh", "silu",
+                     "hardswish"]
 
 
-def torch_fused_matmul(a, b, bias=None, *, activation):
+def fused_examples(base: st.SearchStrategy, product, bias_in_base: bool):
+    """A contraction example with an optional bias (matmul only), an optional residual and
+    an activation, for the fused op of that contraction."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Example:
+        ex = draw(base)
+        a, b = ex.args[:2]
+        out_shape = product(ex).shape
+        dtype = str(a.dtype)
+        args, addends = list(ex.args), list(ex.args[2:])
+        if not bias_in_base:
+            args = args[:2]
+            if draw(st.booleans()):
+                bias = draw(values(draw(sst.broadcastable_shapes(out_shape)), dtype))
+                args.append(bias)
+                addends.append(bias)
+        residual = draw(st.booleans())
+        if residual:
+            res = draw(values(draw(sst.broadcastable_shapes(out_shape)), dtype))
+            args.append(res)
+            addends.append(res)
+        acts = FLOAT_ACTIVATIONS if dtype.startswith("float") else ["none", "relu", "relu6"]
+        attrs = {**ex.attrs, "activation": draw(st.sampled_from(acts)), "residual": residual}
+        if attrs["activation"] == "leaky_relu":
+            attrs["alpha"] = draw(st.sampled_from([0.01, 0.1, 0.2]))
+        term = float(np.abs(a).max(initial=0) * np.abs(b).max(initial=0))
+        term += sum(float(np.abs(t).max(initial=0)) for t in addends)
+        return Example(tuple(args), attrs, k=ex.k + len(addends), term=term)
+
+    return build()
+
+
+def torch_fused(anchor):
+    acts = {"none": lambda y: y, "relu": torch.relu, "relu6": lambda y: torch.clamp(y, 0, 6),
+            "gelu": F.gelu, "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"),
+            "silu": F.silu, "hardswish": F.hardswish}
+
+    def run(x, w, *rest, activation, residual, alpha=0.01, **attrs):
+        extra = list(rest)
+        res = extra.pop() if residual else None
+        y = anchor(x, w, *extra, **attrs)
+        if res is not None:
+            y = y + res
+        if activation == "leaky_relu":
+            return F.leaky_relu(y, alpha)
+        return acts[activation](y)
+
+    return run
+
+
+def _torch_matmul_bias(a, b, bias=None):
     out = torch.matmul(a, b)
-    out = out if bias is None else out + bias
-    return {"none": out, "relu": torch.relu(out), "relu6": torch.clamp(out, 0, 6)}[activation]
+    return out if bias is None else out + bias
+
+
+def _conv_product(ex: Example) -> np.ndarray:
+    from smelt.ir.ops.nn import conv2d
+
+    return conv2d(*ex.args[:2], **ex.attrs)
 
 
 # -- normalizations ------------------------------------------------------------------------
@@ -804,7 +851,15 @@ CASES: dict[str, Case] = {
     "conv2d": Case(conv2d_examples(), torch_conv2d),
     "linear": Case(linear_examples(), F.linear),
     "matmul": Case(matmul_examples(), torch.matmul),
-    "fused_matmul": Case(fused_matmul_examples(), torch_fused_matmul),
+    "fused_matmul": Case(fused_examples(matmul_examples(),
+                                        lambda ex: np.matmul(*ex.args), False),
+                         torch_fused(_torch_matmul_bias)),
+    "fused_linear": Case(fused_examples(linear_examples(),
+                                        lambda ex: np.empty(ex.args[0].shape[:-1]
+                                                            + ex.args[1].shape[:1]), True),
+                         torch_fused(F.linear)),
+    "fused_conv2d": Case(fused_examples(conv2d_examples(), _conv_product, True),
+                         torch_fused(torch_conv2d)),
     "batch_norm": Case(batch_norm_examples(), torch_batch_norm),
     "layer_norm": Case(layer_norm_examples(), torch_layer_norm),
     "softmax": Case(softmax_examples(), _axis(torch.softmax)),

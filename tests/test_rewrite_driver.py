@@ -49,7 +49,7 @@ def test_chains_collapse_and_fused_chains_fuse():
     chain = mk("relu", mk("add", mk("matmul", X, w), b))
     out = rewrite(Graph([X], [chain]), FUSE)
     assert out.graph.outputs[0] is mk("fused_matmul", X, w, b, activation="relu")
-    assert out.stats.fired() == {"fuse_matmul_bias": 1, "fuse_relu": 1}
+    assert out.stats.fired() == {"fuse_addend": 1, "fuse_epilogue_activation": 1}
 
 
 def test_cse_merges_nodes_that_become_equal():

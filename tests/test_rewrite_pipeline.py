@@ -117,7 +117,7 @@ def test_a_pipeline_returns_the_graph_and_keeps_a_report():
     canon, fused = p.report.passes
     assert canon.rewrites == 2 and canon.nodes == (len(g), len(g) - 4)
     assert canon.fired == {"mul_one": 1, "transpose_transpose": 1}
-    assert fused.fired == {"fuse_matmul_bias": 2, "fuse_relu": 2}
+    assert fused.fired == {"fuse_addend": 2, "fuse_epilogue_activation": 2}
     assert fused.macs == (g.cost().macs, out.cost().macs) and fused.seconds > 0
     text = str(p.report)
     assert text.splitlines()[0].split() == ["pass", "time", "ms", "rewrites", "nodes", "MACs",
