@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(PIP_FLAGS) "torch==2.13.0"
-	$(PY) -m pip install --quiet $(PIP_FLAGS) -e ".[torch,jax,tvm,dev]"
+	$(PY) -m pip install --quiet $(PIP_FLAGS) -e ".[torch,jax,tvm,dev,bench]"
 	touch $(STAMP)
 
 demo: setup
@@ -22,6 +22,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider tests
+
+bench: setup
+	$(PY) benchmarks/cpu_latency.py
 
 lint: setup
 	$(PY) -m ruff check ir rewrite passes backends smelt tests benchmarks
