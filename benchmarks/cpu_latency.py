@@ -58,8 +58,10 @@ except ModuleNotFoundError:  # `python benchmarks/cpu_latency.py`
     from cpu_models import MODEL_NAMES, BenchModel, bench_models
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu_latency.json"
-RUNTIMES = ("torch", "smelt", "onnxruntime")
+RUNTIMES = ("torch", "smelt", "smelt_passes", "onnxruntime")
 DEFAULT_PIPELINE = "canonicalize,fuse"
+# the exact passes of issue 5, timed beside the plain pipeline in the same run
+PASSES_PIPELINE = "fold-bn,equalize,canonicalize,fuse"
 QUIET_LOGGERS = ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
 
 
@@ -71,6 +73,7 @@ class Options:
     warmup: int
     threads: int
     pipeline: str
+    passes_pipeline: str
     profile_runs: int
     top: int
     out: Path
@@ -122,10 +125,11 @@ def prepare_torch(model: Any, inputs: tuple[Any, ...]) -> Runtime:
     return Runtime("torch", call, _outputs(call()))
 
 
-def prepare_smelt(model: Any, inputs: tuple[Any, ...], pipeline: str, threads: int) -> Runtime:
+def prepare_smelt(model: Any, inputs: tuple[Any, ...], pipeline: str, threads: int,
+                  name: str = "smelt") -> Runtime:
     import smelt
 
-    rt = Runtime("smelt")
+    rt = Runtime(name)
     arrays = [x.numpy() for x in inputs]
     try:
         t0 = time.perf_counter()
@@ -250,6 +254,9 @@ def correctness(rts: dict[str, Runtime]) -> dict[str, Any]:
         reference = smelt.interpret(sm.info["graph"], *sm.info["arrays"])
         out["smelt_vs_torch"] = relative_error(sm.outputs, want)
         out["smelt_vs_interpreter"] = relative_error(sm.outputs, list(reference))
+    sp = rts["smelt_passes"]
+    if sp.call is not None:
+        out["smelt_passes_vs_torch"] = relative_error(sp.outputs, want)
     if ort.call is not None:
         out["onnxruntime_vs_torch"] = relative_error(ort.outputs, want)
     return out
@@ -272,6 +279,8 @@ def prepare(entry: BenchModel, opts: Options) -> tuple[dict[str, Runtime], tuple
     model, inputs = entry.build(), entry.inputs()
     rts = {"torch": prepare_torch(model, inputs),
            "smelt": prepare_smelt(model, inputs, opts.pipeline, opts.threads),
+           "smelt_passes": prepare_smelt(model, inputs, opts.passes_pipeline, opts.threads,
+                                         "smelt_passes"),
            "onnxruntime": prepare_onnxruntime(model, inputs, opts.threads)}
     return rts, inputs
 
@@ -383,13 +392,16 @@ def _rows_to_markdown(head: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def latency_table(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
-    head = ["model", "torch ms", "smelt ms", "onnxruntime ms", "smelt vs torch",
-            "ort vs torch", "smelt err vs torch", "smelt err vs interp"]
+    head = ["model", "torch ms", "smelt ms", "smelt+passes ms", "onnxruntime ms",
+            "smelt vs torch", "smelt+passes vs torch", "ort vs torch", "smelt err vs torch",
+            "smelt+passes err vs torch", "smelt err vs interp"]
     rows = [[r["model"], *(_cell(r["runtimes"][n]) for n in RUNTIMES), _ratio(r, "smelt"),
-             _ratio(r, "onnxruntime"), _err(r, "smelt_vs_torch"),
-             _err(r, "smelt_vs_interpreter")] for r in records]
+             _ratio(r, "smelt_passes"), _ratio(r, "onnxruntime"), _err(r, "smelt_vs_torch"),
+             _err(r, "smelt_passes_vs_torch"), _err(r, "smelt_vs_interpreter")]
+            for r in records]
     geo = [summary[f"geomean_speedup_{n}_vs_torch"] for n in RUNTIMES[1:]]
-    rows.append(["geomean", "", "", "", *(f"{g:.2f}x" if g else "n/a" for g in geo), "", ""])
+    rows.append(["geomean", "", "", "", "", *(f"{g:.2f}x" if g else "n/a" for g in geo),
+                 "", "", ""])
     return _rows_to_markdown(head, rows)
 
 
@@ -434,7 +446,8 @@ def markdown_report(report: dict[str, Any]) -> str:
              f"onnxruntime {m['versions']['onnxruntime']}.", "",
              f"Median of {cfg['repeats']} interleaved repeats after {cfg['warmup']} warm-up "
              f"calls; speed = torch time / runtime time (>1: faster than torch eager); errors "
-             f"are max |diff| / max |reference|. smelt pipeline: `{cfg['pipeline']}`.", "",
+             f"are max |diff| / max |reference|. smelt pipeline: `{cfg['pipeline']}`; "
+             f"smelt+passes: `{cfg['passes_pipeline']}`.", "",
              *latency_table(report["results"], report["summary"]), ""]
     if m["busy"]:
         lines += [f"**Warning: the machine was busy** (1-minute load "
@@ -464,6 +477,8 @@ def parse_options(argv: list[str] | None) -> Options:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="threads for every runtime (default: os.cpu_count())")
     ap.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="smelt pipeline spec")
+    ap.add_argument("--passes-pipeline", default=PASSES_PIPELINE,
+                    help="a second smelt pipeline timed in the same run (smelt_passes)")
     ap.add_argument("--profile-runs", type=int, default=10, help="runs the profile averages")
     ap.add_argument("--top", type=int, default=8, help="kernels shown per model")
     ap.add_argument("--out", default=str(RESULTS), help="JSON path (the .md goes beside it)")
@@ -475,7 +490,8 @@ def parse_options(argv: list[str] | None) -> Options:
     if args.repeats < 1 or args.threads < 1:
         ap.error("--repeats and --threads must be at least 1")
     return Options(models, "quick" if args.quick else "full", args.repeats, args.warmup,
-                   args.threads, args.pipeline, args.profile_runs, args.top, Path(args.out))
+                   args.threads, args.pipeline, args.passes_pipeline, args.profile_runs,
+                   args.top, Path(args.out))
 
 
 def quiet_exporters() -> None:
@@ -505,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"config": {"models": list(opts.models), "preset": opts.preset,
                          "repeats": opts.repeats, "warmup": opts.warmup,
                          "threads": opts.threads, "pipeline": opts.pipeline,
+                         "passes_pipeline": opts.passes_pipeline,
                          "profile_runs": opts.profile_runs},
               "machine": machine_facts(threads, load_at_start), "results": records,
               "summary": summarize(records)}
