@@ -3,12 +3,16 @@
 The CPU build runs smelt's pipeline (backends/cpu/pipeline.py): its own kernels with packed
 weights, epilogues fused, every kernel scheduled by a named rule. `schedule=False` builds
 with TVM's default pipeline instead (nothing scheduled: a baseline for benchmarks).
+`tune=N` lets MetaSchedule try N schedules of each contraction kernel and keeps whichever of
+its best and smelt's own is faster (backends/tuning.py); records are kept on disk in
+`tuning_dir` (default: the per-user cache) and reused, and `module.tuning` reports per kernel.
 Builds are cached in memory by (graph content hash, target, options), so compiling the same
 graph twice is instant.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import tvm
@@ -20,8 +24,9 @@ from .cpu.pipeline import finish, lower_to_kernels
 from .cpu.schedule import kernel_rules, schedule_cpu
 from .relax_module import to_relax
 from .targets import make_target
+from .tuning import TuningError, default_tuning_dir, tune_kernels
 
-_CACHE: dict[tuple[str, str, bool], CompiledModule] = {}
+_CACHE: dict[tuple[str, str, bool, int, str | None], CompiledModule] = {}
 
 
 def graph_key(graph: Graph) -> str:
@@ -43,21 +48,39 @@ def signature(graph: Graph) -> dict[str, Any]:
     }
 
 
-def compile_graph(graph: Graph, target: str = "cpu", *, schedule: bool = True,
-                  **options: Any) -> CompiledModule:
+def compile_graph(graph: Graph, target: str = "cpu", *, schedule: bool = True, tune: int = 0,
+                  tuning_dir: str | Path | None = None, **options: Any) -> CompiledModule:
+    if isinstance(tune, bool) or not isinstance(tune, int) or tune < 0:
+        raise TuningError(f"tune= is the number of MetaSchedule trials per kernel (an int >= 0, "
+                          f"0: no tuning), got {tune!r}")
+    if tune and not schedule:
+        raise TuningError("tune= races MetaSchedule against smelt's schedules: it needs "
+                          "schedule=True")
     tgt = make_target(target, **options)
-    key = (graph_key(graph), str(tgt), schedule)
+    work_dir = Path(tuning_dir) if tuning_dir is not None else default_tuning_dir()
+    key = (graph_key(graph), str(tgt), schedule, tune, str(work_dir) if tune else None)
     if key in _CACHE:
         return _CACHE[key]
     mod = to_relax(graph)
     kernels: dict[str, str | None] = {}
+    tuning: dict[str, dict] = {}
     with tvm.transform.PassContext(opt_level=3), tgt:
         if schedule:
-            mod = schedule_cpu(lower_to_kernels(tgt)(mod))
+            mod = lower_to_kernels(tgt)(mod)
+            unscheduled = _copy(mod)  # schedule_cpu updates the module it is given
+            mod = schedule_cpu(mod)
+            if tune:
+                mod, tuning = tune_kernels(unscheduled, mod, tgt, tune, work_dir)
             kernels = kernel_rules(mod)
             executable = tvm.compile(finish(tgt)(mod), tgt, relax_pipeline=None)
         else:
             executable = tvm.compile(mod, tgt)
-    module = CompiledModule(executable, signature(graph), kernels=kernels)
+    meta = {**signature(graph), "threads": int(tgt.attrs["num-cores"])}
+    module = CompiledModule(executable, meta, kernels=kernels, tuning=tuning)
     _CACHE[key] = module
     return module
+
+
+def _copy(mod: tvm.IRModule) -> tvm.IRModule:
+    return tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs,
+                        global_infos=mod.global_infos)

@@ -4,6 +4,7 @@ library that runs with TVM's runtime alone."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import tvm
 from tvm import relax
 
 from smelt.ir.errors import FileFormatError, InterpretError
+
+from .threads import size_thread_pool
 
 
 def _array(x: Any) -> np.ndarray:
@@ -24,12 +27,17 @@ class CompiledModule:
     """`module(*inputs) -> tuple[np.ndarray, ...]`, like `smelt.interpret`."""
 
     def __init__(self, executable: Any, signature: dict[str, Any], device: Any = None,
-                 kernels: dict[str, str | None] | None = None) -> None:
+                 kernels: dict[str, str | None] | None = None,
+                 tuning: dict[str, dict] | None = None) -> None:
         self.executable = executable
         self.signature = signature
         #: kernel name -> the schedule rule that scheduled it (None: unscheduled)
         self.kernels = dict(kernels or signature.get("kernels", {}))
+        #: kernel name -> MetaSchedule's report (`compile(..., tune=N)`; empty if not tuned)
+        self.tuning = dict(tuning or {})
         self.device = device or tvm.cpu()
+        #: worker threads of TVM's pool that run this module's parallel loops
+        self.threads = size_thread_pool(int(signature.get("threads") or os.cpu_count() or 1))
         self._vm = relax.VirtualMachine(executable, self.device)
 
     @property

@@ -20,6 +20,8 @@ from tvm import s_tir
 
 from .sched_util import all_blocks, block_named, extent, inline_epilogue, schedule_plain
 
+PARALLEL_MIN_MACS = 1 << 16
+
 
 def _largest_divisor(n: int, cap: int) -> int:
     return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
@@ -29,6 +31,9 @@ def _tile(sch: s_tir.Schedule, blk, outer: list, unrolled: list, vector, reducti
           tile_at, parallel: list, tile_layout=None) -> None:
     """Common tail: order loops, cache the tile, fold the epilogue, parallelize, vectorize.
     `tile_layout` reorders the cached tile's axes so that the vector axis is innermost."""
+    work = 1
+    for lp in sch.get_loops(blk):
+        work *= max(extent(sch, lp), 1)
     sch.reorder(*outer, *reduction, *unrolled, vector)
     wb = sch.cache_write(blk, 0, "local")
     if tile_layout is not None:
@@ -36,11 +41,9 @@ def _tile(sch: s_tir.Schedule, blk, outer: list, unrolled: list, vector, reducti
     inline_epilogue(sch, wb)
     sch.reverse_compute_at(wb, tile_at, preserve_unit_loops=True)
     wb_loops = sch.get_loops(wb)
-    if len(parallel) > 1:
-        fused = sch.fuse(*parallel)
-    else:
-        fused = parallel[0]
-    sch.parallel(fused)
+    fused = sch.fuse(*parallel) if len(parallel) > 1 else parallel[0]
+    if work >= PARALLEL_MIN_MACS:  # below it, waking the thread pool costs more than it saves
+        sch.parallel(fused)
     sch.vectorize(vector)
     for lp in unrolled:
         sch.unroll(lp)
