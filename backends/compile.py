@@ -7,7 +7,9 @@ with TVM's default pipeline instead (nothing scheduled: a baseline for benchmark
 its best and smelt's own is faster (backends/tuning.py); records are kept on disk in
 `tuning_dir` (default: the per-user cache) and reused, and `module.tuning` reports per kernel.
 Builds are cached in memory by (graph content hash, target, options), so compiling the same
-graph twice is instant.
+graph twice is instant; with `cache_dir=` (a directory, or True for the per-user cache) they
+are also kept on disk (backends/disk_cache.py), so a later process loads the library instead
+of building it; `module.cache` says "built", "memory" or "disk".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from smelt.ir.graph import Graph
 from .compiled import CompiledModule
 from .cpu.pipeline import finish, lower_to_kernels
 from .cpu.schedule import kernel_rules, schedule_cpu
+from .disk_cache import DiskCache, entry_key
 from .relax_module import to_relax
 from .targets import make_target
 from .tuning import TuningError, default_tuning_dir, tune_kernels
@@ -49,7 +52,8 @@ def signature(graph: Graph) -> dict[str, Any]:
 
 
 def compile_graph(graph: Graph, target: str = "cpu", *, schedule: bool = True, tune: int = 0,
-                  tuning_dir: str | Path | None = None, **options: Any) -> CompiledModule:
+                  tuning_dir: str | Path | None = None, cache_dir: str | Path | bool | None = None,
+                  **options: Any) -> CompiledModule:
     if isinstance(tune, bool) or not isinstance(tune, int) or tune < 0:
         raise TuningError(f"tune= is the number of MetaSchedule trials per kernel (an int >= 0, "
                           f"0: no tuning), got {tune!r}")
@@ -60,7 +64,26 @@ def compile_graph(graph: Graph, target: str = "cpu", *, schedule: bool = True, t
     work_dir = Path(tuning_dir) if tuning_dir is not None else default_tuning_dir()
     key = (graph_key(graph), str(tgt), schedule, tune, str(work_dir) if tune else None)
     if key in _CACHE:
+        _CACHE[key].cache = "memory"
         return _CACHE[key]
+    disk = None
+    if cache_dir is not None and cache_dir is not False:
+        disk = DiskCache(None if cache_dir is True else cache_dir)
+        dkey = entry_key(key[0], key[1], {"schedule": schedule, "tune": tune})
+        module, _why = disk.load(dkey)
+        if module is not None:
+            module.cache = "disk"
+            _CACHE[key] = module
+            return module
+    module = _build(graph, tgt, schedule, tune, work_dir)
+    if disk is not None:
+        disk.store(dkey, module)
+    _CACHE[key] = module
+    return module
+
+
+def _build(graph: Graph, tgt: tvm.target.Target, schedule: bool, tune: int,
+           work_dir: Path) -> CompiledModule:
     mod = to_relax(graph)
     kernels: dict[str, str | None] = {}
     tuning: dict[str, dict] = {}
@@ -77,7 +100,7 @@ def compile_graph(graph: Graph, target: str = "cpu", *, schedule: bool = True, t
             executable = tvm.compile(mod, tgt)
     meta = {**signature(graph), "threads": int(tgt.attrs["num-cores"])}
     module = CompiledModule(executable, meta, kernels=kernels, tuning=tuning)
-    _CACHE[key] = module
+    module.cache = "built"
     return module
 
 

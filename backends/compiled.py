@@ -35,6 +35,8 @@ class CompiledModule:
         self.kernels = dict(kernels or signature.get("kernels", {}))
         #: kernel name -> MetaSchedule's report (`compile(..., tune=N)`; empty if not tuned)
         self.tuning = dict(tuning or {})
+        #: where this module came from: "built", "memory" or "disk" (the compile caches)
+        self.cache = "built"
         self.device = device or tvm.cpu()
         #: worker threads of TVM's pool that run this module's parallel loops
         self.threads = size_thread_pool(int(signature.get("threads") or os.cpu_count() or 1))
