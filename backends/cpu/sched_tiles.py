@@ -119,15 +119,28 @@ def conv2d(sch: s_tir.Schedule) -> bool:
     return True
 
 
+def _split_row(sch: s_tir.Schedule, x):
+    """An output row split into vectors of 16 or 8 lanes (or its largest divisor <= 16)."""
+    xw = extent(sch, x)
+    xv = 16 if xw % 16 == 0 else (8 if xw % 8 == 0 else _largest_divisor(xw, 16))
+    return sch.split(x, factors=[None, xv])
+
+
 def window(sch: s_tir.Schedule, prefix: str = "smelt_dwconv") -> bool:
-    """Depthwise conv (and any window reduction laid out like it, e.g. pooling)."""
+    """Depthwise conv (and any window reduction laid out like it), or a grouped conv (its
+    input-channel loop joins the window's rows in the reduction)."""
     blk = block_named(sch, prefix)
     if blk is None:
         return False
-    *outer, x, ry, rx = sch.get_loops(blk)
-    xw = extent(sch, x)
-    xv = 16 if xw % 16 == 0 else (8 if xw % 8 == 0 else _largest_divisor(xw, 16))
-    xo, xi = sch.split(x, factors=[None, xv])
+    loops = sch.get_loops(blk)
+    if len(loops) == 7:  # grouped: b, o, y, x, ci, ry, rx
+        b, o, y, x, ci, ry, rx = loops
+        xo, xi = _split_row(sch, x)
+        _tile(sch, blk, [b, o, y, xo], [rx], xi, [ci, ry], xo, [b, o, y])
+        _others(sch, blk)
+        return True
+    *outer, x, ry, rx = loops
+    xo, xi = _split_row(sch, x)
     _tile(sch, blk, [*outer, xo], [rx], xi, [ry], xo, outer)
     _others(sch, blk)
     return True
