@@ -1,0 +1,246 @@
+"""The `smelt` command end to end: each command run as a subprocess on tiny models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import smelt
+
+MODELS = '''
+import numpy as np
+
+
+def tiny():
+    """conv -> batch norm -> relu -> flatten -> linear, and its example input."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+    return model, (torch.randn(1, 3, 6, 6),)
+
+
+def graph():
+    """A smelt Graph built directly: linear -> relu -> (* 1) -> + x (no torch)."""
+    from smelt.ir import Graph, Node, const, make
+
+    rng = np.random.default_rng(0)
+    x = Node.input("x", (2, 8))
+    w = const(rng.standard_normal((8, 8)).astype(np.float32))
+    h = make("relu", make("linear", x, w, const(np.zeros(8, np.float32))))
+    return Graph([x], [make("add", make("mul", h, const(np.float32(1.0))), x)])
+
+
+def raises():
+    raise RuntimeError("weights file missing")
+
+
+def unsupported():
+    """A model that carries its example inputs, and uses an op smelt does not cover."""
+    import torch
+
+    class Sorter(torch.nn.Module):
+        example_inputs = (torch.randn(4),)
+
+        def forward(self, x):
+            return torch.sort(x).values
+
+    return Sorter()
+'''
+
+
+def smelt_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smelt.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, status: int, *words: str) -> None:
+    """A failure: the given exit status, one `smelt: error:` message, no traceback."""
+    assert result.returncode == status, result.stderr
+    assert result.stderr.startswith("smelt: error: "), result.stderr
+    assert result.stderr.count("smelt: error:") == 1
+    assert "Traceback" not in result.stderr
+    for w in words:
+        assert w in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cli")
+    (d / "models.py").write_text(MODELS)
+    (d / "broken.py").write_text("def tiny(:\n    pass\n")
+    return d
+
+
+def test_compile_then_inspect_and_draw_what_it_wrote(work: Path) -> None:
+    # one test, so the model compiles once however pytest-xdist spreads the tests
+    result = smelt_cli("compile", "models.py:tiny", "--pipeline", "fold-bn,canonicalize,fuse",
+                       "--target", "cpu", "--out", "out", cwd=work)
+    assert result.returncode == 0, result.stderr
+    out = work / "out"
+    for name in ("model.so", "model.json", "before.smelt", "after.smelt", "report.md",
+                 "report.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert [p["name"] for p in report["passes"]] == ["fold-bn", "canonicalize", "fuse"]
+    assert report["passes"][0]["fired"] == {"fold_bn_into_conv": 1}
+    assert all(p["measured_error"] is not None for p in report["passes"])  # verify-each ran
+    assert report["before"]["nodes"] == 11 and report["after"]["nodes"] == 8
+    assert report["before"]["macs"] == report["after"]["macs"] == 4608
+    assert report["after"]["param_bytes"] < report["before"]["param_bytes"]
+    assert report["kernels"] and None not in report["kernels"].values()
+    assert report["max_error_compiled_vs_interpreter"] < 1e-5
+    assert report["compile_seconds"] > 0
+    before, after = smelt.load(out / "before.smelt"), smelt.load(out / "after.smelt")
+    assert before.summary().ops["batch_norm"] == 1 and "batch_norm" not in after.summary().ops
+    markdown = (out / "report.md").read_text()
+    assert "| fold-bn |" in markdown and "| kernel | schedule rule |" in markdown
+    assert markdown in result.stdout
+
+    shown = smelt_cli("inspect", "out/after.smelt", cwd=work)
+    assert shown.returncode == 0, shown.stderr
+    assert "fused_conv2d" in shown.stdout and "MACs 4,608" in shown.stdout
+    assert "bytes moved" in shown.stdout
+
+    drawn = smelt_cli("draw", "out/before.smelt", "--compare", "out/after.smelt",
+                      "-o", "diff.svg", cwd=work)
+    assert drawn.returncode == 0, drawn.stderr
+    text = (work / "diff.svg").read_text()
+    ET.fromstring(text)
+    # conv, batch norm, relu and reshape changed on the left; fused conv and reshape on the
+    # right; the linear layer and the input are the same in both
+    assert "out/before.smelt  (4 differ)" in text and "out/after.smelt  (2 differ)" in text
+    assert text.count('fill="#ffe3c2"') == 6
+
+
+def test_inspect_a_factory_that_builds_a_graph(work: Path) -> None:
+    result = smelt_cli("inspect", "models.py:graph", "--summary-only", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "graph main" not in result.stdout
+    assert "nodes 8  MACs 128  parameters 73 (292 bytes)" in result.stdout
+    assert "  linear                  1" in result.stdout
+
+
+def test_draw_folds_constants_into_their_users(work: Path) -> None:
+    result = smelt_cli("draw", "models.py:graph", "-o", "graph.svg", cwd=work)
+    assert result.returncode == 0, result.stderr
+    svg = ET.parse(work / "graph.svg").getroot()
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    boxes = list(svg.iter("{http://www.w3.org/2000/svg}rect"))
+    assert len(boxes) == 1 + 5  # the background, then input, linear, relu, mul, add
+    assert {"input x", "linear", "relu", "mul", "add"} <= set(texts)
+    assert "w f32[8,8]" in texts and "b f32[8]" in texts and "b = 1.0" in texts
+    assert "constant" not in texts
+    edges = list(svg.iter("{http://www.w3.org/2000/svg}path"))
+    assert len(edges) == 1 + 5  # the arrowhead, then one per operand use
+
+
+def test_verify_one_rule(work: Path) -> None:
+    result = smelt_cli("verify", "--rule", "mul_one", "--examples", "20", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "[1/1] mul_one  ok" in result.stdout
+    assert result.stdout.rstrip().endswith("1 rule: 1 passed, 0 failed")
+
+
+BROKEN_RULE = '''
+import sys
+
+import smelt
+from smelt.cli import main
+from smelt.ir import make
+from smelt.rewrite import const, exact, rule, var
+
+
+@rule(var("x") * const("two", 2), contract=exact, family="broken")
+def mul_two_as_add(x, two):
+    """x * 2 -> x + 2   (wrong on purpose)"""
+    return make("add", x, two)
+
+
+smelt.register_rules(mul_two_as_add)
+sys.exit(main(["verify", "--rule", "mul_two_as_add", "--examples", "5"]))
+'''
+
+
+def test_verify_reports_a_broken_rule_with_its_counterexample(work: Path) -> None:
+    (work / "broken_rule.py").write_text(BROKEN_RULE)
+    result = subprocess.run([sys.executable, "broken_rule.py"], cwd=work, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "[1/1] mul_two_as_add  FAIL" in result.stdout
+    assert "broke its contract (exact)" in result.stdout and "graph after:" in result.stdout
+    assert result.stdout.rstrip().endswith("1 rule: 0 passed, 1 failed (mul_two_as_add)")
+
+
+def test_rules_table_and_markdown(work: Path) -> None:
+    table = smelt_cli("rules", cwd=work)
+    assert table.returncode == 0
+    assert "fold_bn_into_conv" in table.stdout and "x * 1 -> x" in table.stdout
+    markdown = smelt_cli("rules", "--markdown", cwd=work).stdout.splitlines()
+    assert markdown[:2] == ["| rule | family | contract | rewrite |", "|---|---|---|---|"]
+    assert len(markdown) == 2 + len(smelt.rules())
+    assert "| `mul_one` | canonicalize | exact | `x * 1 -> x` (multiplicative" in markdown[
+        2 + smelt.rules().names().index("mul_one")]
+
+
+BAD_INPUT = [
+    pytest.param(["inspect", "missing.smelt"], 2, "no such file: missing.smelt",
+                 id="missing-graph-file"),
+    pytest.param(["inspect", "missing.py:tiny"], 2, "no such file: missing.py",
+                 id="missing-model-file"),
+    pytest.param(["inspect", "models.py"], 2, "models.py:FACTORY", id="no-factory-named"),
+    pytest.param(["inspect", "models.py:nothing"], 2, "has no function 'nothing'",
+                 id="no-such-factory"),
+    pytest.param(["inspect", "broken.py:tiny"], 1, "importing broken.py failed: SyntaxError",
+                 id="syntax-error"),
+    pytest.param(["inspect", "models.py:raises"], 1,
+                 "raises() raised RuntimeError: weights file missing", id="factory-raises"),
+    pytest.param(["compile", "models.py:tiny", "--pipeline", "fold-bn,frobnicate", "--out", "o"],
+                 2, "unknown pass 'frobnicate'; registered passes: canonicalize",
+                 id="unknown-pass"),
+    pytest.param(["compile", "models.py:tiny", "--target", "tpu", "--out", "o"], 2, "'cpu'",
+                 id="unknown-target"),
+    pytest.param(["verify", "--rule", "no_such_rule"], 2, "`smelt rules` lists them",
+                 id="unknown-rule"),
+]
+
+
+@pytest.mark.parametrize(("args", "status", "message"), BAD_INPUT)
+def test_bad_input_is_one_clear_error(work: Path, args, status, message) -> None:
+    result = smelt_cli(*args, cwd=work)
+    assert_clean_error(result, status, message)
+    assert not (work / "o").exists()
+
+
+def test_an_unsupported_op_names_the_op_and_the_line(work: Path) -> None:
+    # the factory returns a model with an `example_inputs` attribute: tracing gets that far
+    result = smelt_cli("compile", "models.py:unsupported", "--out", "o", cwd=work)
+    line = MODELS.splitlines().index("            return torch.sort(x).values") + 1
+    assert_clean_error(result, 1, "unsupported operation 'aten.sort.default'",
+                       f"models.py:{line}", "to do:")
+
+
+def test_debug_shows_the_traceback(work: Path) -> None:
+    result = smelt_cli("inspect", "models.py:raises", "--debug", cwd=work)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "weights file missing" in result.stderr
+
+
+def test_usage_errors_come_from_argparse(work: Path) -> None:
+    result = smelt_cli("compile", "models.py:tiny", "--out", "o", "--tune", "-1", cwd=work)
+    assert result.returncode == 2 and "--tune" in result.stderr
+    assert smelt_cli("frobnicate", cwd=work).returncode == 2
+
+
+def test_ops_lists_the_op_table(work: Path) -> None:
+    result = smelt_cli("ops", cwd=work)
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == len(smelt.ops())
+    assert result.stdout.startswith(smelt.ops()[0] + "(")
