@@ -3,6 +3,10 @@
 Each entry takes the BlockBuilder, the node, and its operands already lowered to Relax
 expressions, and returns a Relax expression (emitted by the caller). Every op in the op table
 must have an entry; `missing_lowerings()` lists any that do not (a test keeps it empty).
+Where TVM's own op disagrees with the reference interpreter, the entry emits a hand-written
+kernel from relax_kernels.py instead (that module lists what TVM gets wrong). Relax itself
+also needs care: its split rejects an empty part, its pad calls edge mode "replicate",
+negative takes no unsigned type, and a zero-size constant does not serialize.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from tvm import relax
 from smelt.ir.node import Node
 from smelt.ir.op_table import OPS
 from smelt.ir.ops.nn import _pads
+from smelt.ir.ops.pool import _pool_params
 from smelt.ir.ops.shape import slice_bounds
-from smelt.ir.types import numpy_dtype
+from smelt.ir.types import is_float, numpy_dtype
+
+from . import relax_kernels as K
 
 R = relax.op
 Lower = Callable[[relax.BlockBuilder, Node, list[Any]], Any]
@@ -34,6 +41,8 @@ def lowers(*names: str) -> Callable[[Lower], Lower]:
 
 
 def missing_lowerings() -> list[str]:
+    from . import relax_module  # noqa: F401  (imports the modules that add fused and quantized ops)
+
     return sorted(set(OPS) - set(LOWERING) - {"input"})
 
 
@@ -51,19 +60,17 @@ def _simple(name: str, fn: Callable[..., Any]) -> None:
 
 
 for _name, _fn in {
-    "add": R.add, "sub": R.subtract, "mul": R.multiply, "pow": R.power,
-    "maximum": R.maximum, "minimum": R.minimum, "equal": R.equal, "not_equal": R.not_equal,
-    "less": R.less, "less_equal": R.less_equal, "greater": R.greater,
-    "greater_equal": R.greater_equal, "logical_and": R.logical_and,
-    "logical_or": R.logical_or, "logical_not": R.logical_not, "neg": R.negative,
-    "abs": R.abs, "relu": R.nn.relu, "silu": R.nn.silu, "sigmoid": R.sigmoid,
-    "tanh": R.tanh, "exp": R.exp, "log": R.log, "sqrt": R.sqrt, "rsqrt": R.rsqrt,
-    "sin": R.sin, "cos": R.cos, "erf": R.erf, "floor": R.floor, "round": R.round,
-    "matmul": R.matmul, "where": R.where,
+    "add": R.add, "sub": R.subtract, "mul": R.multiply, "equal": R.equal, "less": R.less,
+    "less_equal": R.less_equal, "greater": R.greater, "greater_equal": R.greater_equal,
+    "logical_and": R.logical_and, "logical_or": R.logical_or, "logical_not": R.logical_not,
+    "abs": R.abs, "silu": R.nn.silu, "sigmoid": R.sigmoid, "exp": R.exp, "log": R.log,
+    "sqrt": R.sqrt, "rsqrt": R.rsqrt, "sin": R.sin, "cos": R.cos, "erf": R.erf,
+    "floor": R.floor, "round": R.round, "matmul": R.matmul, "where": R.where,
 }.items():
     _simple(_name, _fn)
 
 
+# -- elementwise ---------------------------------------------------------------------------
 @lowers("constant")
 def _constant(bb, n: Node, xs):
     return relax.const(np.array(n.value, order="C"), n.dtype)  # keeps 0-d arrays 0-d
@@ -78,19 +85,72 @@ def _div(bb, n: Node, xs):
     return R.divide(*xs)
 
 
-@lowers("reciprocal")
-def _reciprocal(bb, n, xs):
-    return R.divide(scalar(1.0, n), xs[0])
+@lowers("pow")
+def _pow(bb, n: Node, xs):
+    if is_float(n.dtype):
+        return R.power(*xs)
+    size = int(np.prod(n.shape))
+    flat = [bb.emit(R.reshape(bb.emit(R.broadcast_to(x, n.shape)), (size,))) for x in xs]
+    gv = bb.add_func(K.int_pow_func(size, n.dtype), "int_pow")
+    y = bb.emit(relax.call_tir(gv, flat, relax.TensorType((size,), n.dtype)))
+    return R.reshape(y, n.shape)
 
 
-@lowers("relu6")
-def _relu6(bb, n, xs):
-    return R.clip(xs[0], 0, 6)
+@lowers("neg")
+def _neg(bb, n: Node, xs):
+    if n.dtype.startswith("uint"):  # 0 - x wraps modulo 2^bits, as numpy's negative does
+        return R.subtract(scalar(0, n), xs[0])
+    return R.negative(xs[0])
+
+
+def _pointwise(bb, n: Node, xs, fn):
+    """The node as one hand-written elementwise kernel, out[i] = fn(x0[i], ...)."""
+    return bb.call_te(K.pointwise(fn, n.shape, n.op), *xs, primfunc_name_hint=n.op)
+
+
+@lowers("not_equal")
+def _not_equal(bb, n: Node, xs):
+    if not is_float(n.inputs[0].dtype):
+        return R.not_equal(*xs)
+    return _pointwise(bb, n, xs, K.not_equal)
+
+
+for _name, _fn in {"maximum": K.maximum, "minimum": K.minimum, "relu": K.relu,
+                   "relu6": K.relu6, "hardsigmoid": K.hardsigmoid, "hardswish": K.hardswish,
+                   "tanh": K.tanh}.items():
+    LOWERING[_name] = lambda bb, n, xs, _fn=_fn: _pointwise(bb, n, xs, _fn)
+
+
+@lowers("clamp")
+def _clamp(bb, n, xs):
+    lo, hi = (K.bound(n.attrs[k], n.dtype) for k in ("min", "max"))
+    return _pointwise(bb, n, xs, lambda x: K.clip(x, lo, hi))
 
 
 @lowers("leaky_relu")
 def _leaky(bb, n, xs):
-    return R.nn.leakyrelu(xs[0], n.attrs["alpha"])
+    return _pointwise(bb, n, xs, K.leaky_relu(float(n.attrs["alpha"])))
+
+
+COMPARISONS = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
+BOOL_OPERANDS = ("add", "mul", "maximum", "minimum", *COMPARISONS)
+
+
+def _bools_as_uint8(inner: Lower) -> Lower:
+    """TVM's arithmetic and comparisons take no bool operands: compute in uint8 and cast a
+    bool result back (add is or, mul and minimum are and, maximum is or, as in numpy)."""
+    def lower(bb, n: Node, xs):
+        if n.inputs[0].dtype != "bool":
+            return inner(bb, n, xs)
+        out = inner(bb, n, [bb.emit(R.astype(x, "uint8")) for x in xs])
+        return out if n.op in COMPARISONS else R.astype(bb.emit(out), "bool")
+
+    return lower
+
+
+@lowers("reciprocal")
+def _reciprocal(bb, n, xs):
+    return R.divide(scalar(1.0, n), xs[0])
 
 
 @lowers("gelu")
@@ -102,32 +162,19 @@ def _gelu(bb, n, xs):
     return R.astype(bb.emit(y), "float16") if n.dtype == "float16" else y
 
 
-@lowers("hardsigmoid")
-def _hardsigmoid(bb, n, xs):
-    clipped = bb.emit(R.clip(bb.emit(R.add(xs[0], scalar(3.0, n))), 0, 6))
-    return R.divide(clipped, scalar(6.0, n))
-
-
-@lowers("hardswish")
-def _hardswish(bb, n, xs):
-    return R.multiply(xs[0], bb.emit(_hardsigmoid(bb, n, xs)))
-
-
-@lowers("clamp")
-def _clamp(bb, n, xs):
-    x = xs[0]
-    if n.attrs["min"] is not None:
-        x = R.maximum(x, scalar(n.attrs["min"], n))
-    if n.attrs["max"] is not None:
-        x = R.minimum(bb.emit(x) if x is not xs[0] else x, scalar(n.attrs["max"], n))
-    return x
+NARROW_INTS = ("int4", "uint4")
 
 
 @lowers("cast")
 def _cast(bb, n, xs):
+    if n.attrs["dtype"] in NARROW_INTS or n.inputs[0].dtype in NARROW_INTS:
+        raise NotImplementedError(
+            "TVM's runtime cannot allocate 4-bit tensors (it needs whole bytes); keep int4 "
+            "and uint4 values in int8/uint8 for the compiled path")
     return R.astype(xs[0], n.attrs["dtype"])
 
 
+# -- contractions and normalizations -------------------------------------------------------
 @lowers("conv2d")
 def _conv2d(bb, n: Node, xs):
     a = n.attrs
@@ -196,6 +243,7 @@ def _log_softmax(bb, n, xs):
     return R.nn.log_softmax(xs[0], axis=n.attrs["axis"])
 
 
+# -- pooling and reductions ----------------------------------------------------------------
 def _pool_args(n: Node) -> dict[str, Any]:
     a = n.attrs
     k = tuple(a["kernel"]) * (2 // len(a["kernel"]))
@@ -207,9 +255,15 @@ def _pool_args(n: Node) -> dict[str, Any]:
 
 
 @lowers("max_pool2d")
-def _max_pool(bb, n, xs):
-    d = tuple(n.attrs["dilation"]) * (2 // len(n.attrs["dilation"]))
-    return R.nn.max_pool2d(xs[0], dilation=d, **_pool_args(n))
+def _max_pool(bb, n: Node, xs):
+    k, s, p, d = _pool_params(n.attrs)
+    pads = []
+    for axis in (0, 1):  # the reference's padding, plus the overhang ceil mode's windows need
+        need = (n.shape[2 + axis] - 1) * s[axis] + d[axis] * (k[axis] - 1) + 1
+        size = n.inputs[0].shape[2 + axis] + 2 * p[axis]
+        pads.append((p[axis], p[axis] + max(0, need - size)))
+    return bb.call_te(K.max_pool2d, xs[0], k, s, d, pads, n.shape[2:],
+                      primfunc_name_hint="max_pool2d")
 
 
 @lowers("avg_pool2d")
@@ -233,16 +287,26 @@ def _reduction(fn):
 
 LOWERING["reduce_sum"] = _reduction(R.sum)
 LOWERING["reduce_mean"] = _reduction(R.mean)
-LOWERING["reduce_max"] = _reduction(R.max)
-LOWERING["reduce_min"] = _reduction(R.min)
+
+
+@lowers("reduce_max", "reduce_min")
+def _extremum(bb, n: Node, xs):
+    rank = n.inputs[0].tensor_type.rank
+    if rank == 0:  # nothing to reduce
+        return _pointwise(bb, n, xs, lambda x: x)
+    axes = tuple(sorted(a % rank for a in n.attrs["axes"])) or tuple(range(rank))
+    return bb.call_te(K.reduce_extremum, xs[0], axes, n.attrs["keepdims"], n.op == "reduce_max",
+                      primfunc_name_hint=n.op)
 
 
 @lowers("argmax")
 def _argmax(bb, n, xs):
-    return R.astype(bb.emit(R.argmax(xs[0], axis=n.attrs["axis"],
-                                      keepdims=n.attrs["keepdims"])), "int64")
+    axis = n.attrs["axis"] % n.inputs[0].tensor_type.rank
+    return bb.call_te(K.argmax, xs[0], axis, n.attrs["keepdims"],
+                      primfunc_name_hint="argmax")
 
 
+# -- data movement -------------------------------------------------------------------------
 @lowers("reshape", "flatten", "squeeze", "unsqueeze")
 def _reshape(bb, n: Node, xs):
     return R.reshape(xs[0], n.shape)
@@ -263,12 +327,24 @@ def _concat(bb, n, xs):
     return R.concat(xs, axis=n.attrs["axis"])
 
 
+def _slice_axis(x, axis: int, begin: int, end: int, step: int = 1):
+    """A strided slice along one axis; an empty range gives an empty tensor (a zero-size
+    constant would not serialize)."""
+    return R.strided_slice(x, axes=[axis], begin=[begin], end=[end], strides=[step],
+                           assume_inbound=True)
+
+
 @lowers("split")
 def _split(bb, n, xs):
-    cuts = [int(c) for c in np.cumsum(n.attrs["sizes"])[:-1]]
-    if not cuts:  # one part: Relax gives the tensor itself, smelt a 1-tuple
+    sizes = [int(s) for s in n.attrs["sizes"]]
+    axis = n.attrs["axis"] % n.inputs[0].tensor_type.rank
+    if len(sizes) == 1:  # one part: Relax gives the tensor itself, smelt a 1-tuple
         return relax.Tuple([xs[0]])
-    return R.split(xs[0], cuts, axis=n.attrs["axis"])
+    if all(sizes):
+        return R.split(xs[0], [int(c) for c in np.cumsum(sizes)[:-1]], axis=axis)
+    starts = np.cumsum([0, *sizes])  # Relax's split rejects empty parts: slice each one
+    return relax.Tuple([bb.emit(_slice_axis(xs[0], axis, int(a), int(b)))
+                        for a, b in zip(starts[:-1], starts[1:], strict=True)])
 
 
 @lowers("project")
@@ -281,10 +357,7 @@ def _slice(bb, n: Node, xs):
     x_shape = n.inputs[0].shape
     axis = n.attrs["axis"] % len(x_shape)
     r = slice_bounds(x_shape[axis], n.attrs["start"], n.attrs["stop"], n.attrs["step"])
-    if len(r) == 0:  # an empty result: no element depends on x
-        return relax.const(np.zeros(n.shape, numpy_dtype(n.dtype)), n.dtype)
-    return R.strided_slice(xs[0], axes=[axis], begin=[r.start], end=[r.start + len(r) * r.step],
-                           strides=[r.step], assume_inbound=True)
+    return _slice_axis(xs[0], axis, r.start, r.start + len(r) * r.step, r.step)
 
 
 @lowers("take")
@@ -294,18 +367,9 @@ def _take(bb, n, xs):
 
 @lowers("pad")
 def _pad(bb, n, xs):
-    return R.nn.pad(xs[0], list(n.attrs["pads"]), pad_mode=n.attrs["mode"],
-                    pad_value=n.attrs["value"])
+    mode = {"edge": "replicate"}.get(n.attrs["mode"], n.attrs["mode"])
+    return R.nn.pad(xs[0], list(n.attrs["pads"]), pad_mode=mode, pad_value=n.attrs["value"])
 
 
-@lowers("fused_matmul")
-def _fused_matmul(bb, n: Node, xs):
-    y = bb.emit(R.matmul(xs[0], xs[1]))
-    if len(xs) == 3:
-        y = bb.emit(R.add(y, xs[2]))
-    act = n.attrs["activation"]
-    if act == "relu":
-        return R.nn.relu(y)
-    if act == "relu6":
-        return R.clip(y, 0, 6)
-    return R.add(y, scalar(0.0, n)) if y is xs[0] else y
+for _name in BOOL_OPERANDS:
+    LOWERING[_name] = _bools_as_uint8(LOWERING[_name])

@@ -9,6 +9,7 @@ from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.types import TensorType
 
+from . import quant_lowering  # noqa: F401  (registers the quantized ops' lowerings)
 from .fused_lowering import LOWERING
 
 

@@ -71,7 +71,9 @@ def check_node(n: Node, graph_inputs: set[int]) -> str | None:
     except SmeltError as e:
         return f"operands are ill-typed: {e}"
     declared = n.type
-    if isinstance(declared, TensorType) and (declared.quant or declared.layout):
+    annotated = isinstance(inferred, TensorType) and (inferred.quant or inferred.layout)
+    if isinstance(declared, TensorType) and (declared.quant or declared.layout) and not annotated:
+        # an annotation a pass added to a plain op's result; an op that infers one must match
         declared = TensorType(declared.shape, declared.dtype)
     if inferred != declared:
         return f"type is {n.type} but {n.op} of these operands gives {inferred}"

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from quant_cases import QUANT_CASES
 
 import smelt
 from smelt.ir import OPS, Graph, InterpretError, Node, TupleType, TypeInferenceError
@@ -890,6 +891,8 @@ CASES: dict[str, Case] = {
     "unsqueeze": Case(unsqueeze_examples(), torch_unsqueeze, exact=True),
     "take": Case(take_examples(), torch_take, exact=True),
     "pad": Case(pad_examples(), torch_pad, exact=True),
+    **{op: Case(examples.map(lambda ex: Example(*ex)), fn, exact, term)  # tests/quant_cases.py
+       for op, (examples, fn, exact, term) in QUANT_CASES.items()},
 }
 
 

@@ -68,6 +68,15 @@ def inline_epilogue(sch: s_tir.Schedule, producer) -> None:
             return
 
 
+def is_plain_store(sch: s_tir.Schedule, blk) -> bool:
+    """The block's body is one store and it allocates nothing: each spatial iteration is
+    independent of the others' registers, so its loops may be vectorized. A block with its
+    own loops over a local buffer (a hand-written kernel) is not: vectorizing would share
+    that buffer between lanes."""
+    block = sch.get(blk)
+    return isinstance(block.body, tirx.BufferStore) and not block.alloc_buffers
+
+
 def schedule_plain(sch: s_tir.Schedule, blk) -> None:
     """Parallel outer spatial loops, vectorized inner spatial loop when the block is
     injective; reductions run serially inside. Used for blocks no specific rule claims."""
@@ -77,7 +86,7 @@ def schedule_plain(sch: s_tir.Schedule, blk) -> None:
         return
     n_s = len(kinds) - len("".join(kinds).lstrip("S"))
     spatial = loops[:n_s]
-    injective = n_s == len(kinds)
+    injective = n_s == len(kinds) and is_plain_store(sch, blk)
     total = 1
     for lp in spatial:
         total *= max(extent(sch, lp), 1)
