@@ -50,6 +50,7 @@ class PassReport:
     fired: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     measured: float | None = None  # the largest output error verify-each saw, when it ran
+    weight_bytes: tuple[int, int] = (0, 0)  # bytes of constants before and after
 
     def __str__(self) -> str:
         s = (f"{self.name}: {self.seconds * 1e3:.1f} ms, {self.rewrites} rewrites, nodes "
@@ -86,6 +87,7 @@ class Pass:
         if ctx is None:
             ctx = PassContext(normalize_batches(graph, calibration))
         before_nodes, before_macs = len(graph), graph.cost().macs
+        before_bytes = graph.summary().param_bytes
         t0 = time.perf_counter()
         result = self.run(graph, ctx)
         seconds = time.perf_counter() - t0
@@ -103,6 +105,7 @@ class Pass:
             rewrites=int(extra.get("rewrites", 0)), nodes=(before_nodes, len(g)),
             macs=(before_macs, g.cost().macs), fired=dict(extra.get("fired", {})),
             notes=tuple(extra.get("notes", ())),
+            weight_bytes=(before_bytes, g.summary().param_bytes),
         )
         return PassResult(g, result.changed, report)
 

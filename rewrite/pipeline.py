@@ -16,6 +16,7 @@ a bare word is a string (`quantize(w8a8)`).
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,26 +46,30 @@ class PipelineReport:
         return sum(p.rewrites for p in self.passes)
 
     def __str__(self) -> str:
-        rows = [("pass", "time ms", "rewrites", "nodes", "MACs", "contract", "measured")]
+        rows = [("pass", "time ms", "rewrites", "nodes", "MACs", "weights KiB", "contract",
+                 "measured")]
         for p in self.passes:
-            rows.append(_row(p.name, p.seconds, p.rewrites, p.nodes, p.macs, p.contract,
-                             p.measured))
+            rows.append(_row(p.name, p.seconds, p.rewrites, p.nodes, p.macs, p.weight_bytes,
+                             p.contract, p.measured))
         if self.passes:
             first, last = self.passes[0], self.passes[-1]
             measured = [p.measured for p in self.passes if p.measured is not None]
             rows.append(_row("total", self.seconds, self.rewrites,
                              (first.nodes[0], last.nodes[1]), (first.macs[0], last.macs[1]),
-                             self.contract, sum(measured) if measured else None))
+                             (first.weight_bytes[0], last.weight_bytes[1]), self.contract,
+                             sum(measured) if measured else None))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w)
+        return "\n".join("  ".join(c.ljust(w) if i in (0, 6) else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(r, widths, strict=True)))
                          .rstrip() for r in rows)
 
 
 def _row(name: str, seconds: float, rewrites: int, nodes: tuple[int, int],
-         macs: tuple[int, int], contract: Contract, measured: float | None) -> tuple[str, ...]:
+         macs: tuple[int, int], weights: tuple[int, int], contract: Contract,
+         measured: float | None) -> tuple[str, ...]:
     return (name, f"{seconds * 1e3:.2f}", str(rewrites), f"{nodes[0]} -> {nodes[1]}",
-            f"{macs[0]:,} -> {macs[1]:,}", str(contract),
+            f"{macs[0]:,} -> {macs[1]:,}", f"{weights[0] / 1024:.1f} -> {weights[1] / 1024:.1f}",
+            str(contract),
             "-" if measured is None else f"{measured:.3g}")
 
 
@@ -168,8 +173,7 @@ class Pipeline:
             measured = assert_equivalent(before, after, p.contract, batches, what=what)
         except ContractViolation as e:
             raise PassContractError(str(e), i, p.spec()) from None
-        return PassReport(report.name, report.contract, report.seconds, report.rewrites,
-                          report.nodes, report.macs, report.fired, report.notes, measured)
+        return dataclasses.replace(report, measured=measured)
 
     def bisect(self, graph: Graph, inputs: Any = None, *,
                calibration: Iterable[Any] | None = None) -> Bisection:

@@ -121,7 +121,7 @@ def test_a_pipeline_returns_the_graph_and_keeps_a_report():
     assert fused.macs == (g.cost().macs, out.cost().macs) and fused.seconds > 0
     text = str(p.report)
     assert text.splitlines()[0].split() == ["pass", "time", "ms", "rewrites", "nodes", "MACs",
-                                            "contract", "measured"]
+                                            "weights", "KiB", "contract", "measured"]
     assert "total" in text and "exact" in text
 
 
