@@ -326,6 +326,26 @@ def test_zoo_round_trips_through_torch_and_jax(name: str) -> None:
         within_scale(host(got_jax), want)
 
 
+@pytest.mark.parametrize("name", ["residual_cnn", "encoder_block", "llama_block"])
+def test_to_relax_runs_in_tvms_own_pipeline(name: str) -> None:
+    """to_relax gives an IRModule a TVM user builds with TVM's default pipeline (no smelt
+    kernels or schedules); it computes what the interpreter does, fused graphs included."""
+    import tvm
+    from tvm import relax
+
+    from smelt.backends.targets import make_target
+
+    entry = ZOO[name]
+    args = entry.inputs()
+    graph = smelt.Pipeline.parse(PIPELINE)(smelt.trace(entry.build(), args))
+    with tvm.transform.PassContext(opt_level=3):
+        executable = tvm.compile(smelt.to_relax(graph), make_target("cpu"))
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    (got,) = vm["main"](*(tvm.runtime.tensor(a.numpy()) for a in args))
+    (want,) = smelt.interpret(graph, *args)
+    within_scale(got.numpy(), want)
+
+
 def test_fused_graph_goes_back_into_torch_compile() -> None:
     """A rewritten graph (fused convs with residuals and relus) traced by Dynamo and
     AOTAutograd, as Inductor would take it."""
