@@ -28,6 +28,14 @@ from smelt.zoo import ZOO
 rng = np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rng():
+    """Every test draws its weights from the same seeded stream, whatever ran before it on
+    its worker (a module-wide generator made the planted ranges depend on test order)."""
+    global rng
+    rng = np.random.default_rng(7)
+
+
 def mk(name, *inputs, **attrs):
     return Node.make(name, inputs, **attrs)
 
