@@ -29,7 +29,8 @@ def _largest_divisor(n: int, cap: int) -> int:
 
 def _tile(sch: s_tir.Schedule, blk, outer: list, unrolled: list, vector, reduction: list,
           tile_at, parallel: list, tile_layout=None) -> None:
-    """Common tail: order loops, cache the tile, fold the epilogue, parallelize, vectorize.
+    """Common tail: order loops, cache the tile, fold the epilogue, parallelize, vectorize,
+    then schedule the blocks outside the tile (padding, unfolded consumers) plainly.
     `tile_layout` reorders the cached tile's axes so that the vector axis is innermost."""
     work = 1
     for lp in sch.get_loops(blk):
@@ -49,6 +50,7 @@ def _tile(sch: s_tir.Schedule, blk, outer: list, unrolled: list, vector, reducti
         sch.unroll(lp)
     _vectorize_writeback(sch, wb_loops)
     sch.decompose_reduction(blk, reduction[0])
+    _others(sch, blk)
 
 
 def _vectorize_writeback(sch: s_tir.Schedule, loops) -> None:
@@ -85,7 +87,6 @@ def dense(sch: s_tir.Schedule) -> bool:
     kf = 4 if kext % 4 == 0 else 1
     ko, ki = sch.split(k, factors=[None, kf])
     _tile(sch, blk, [mo, jo], [ki, mi_loop], ji, [ko], jo, [mo, jo])
-    _others(sch, blk)
     return True
 
 
@@ -96,11 +97,8 @@ def matmul(sch: s_tir.Schedule) -> bool:
     *batch, m, n, k = sch.get_loops(blk)
     mi = _largest_divisor(extent(sch, m), 8)
     mo, mi_loop = sch.split(m, factors=[None, mi])
-    next_ = extent(sch, n)
-    nv = 16 if next_ % 16 == 0 else _largest_divisor(next_, 16)
-    no, ni = sch.split(n, factors=[None, nv])
+    no, ni = sch.split(n, factors=[None, _largest_divisor(extent(sch, n), 16)])
     _tile(sch, blk, [*batch, mo, no], [mi_loop], ni, [k], no, [*batch, mo])
-    _others(sch, blk)
     return True
 
 
@@ -115,7 +113,6 @@ def conv2d(sch: s_tir.Schedule) -> bool:
     xo, xi = sch.split(x, factors=[None, xb])
     _tile(sch, blk, [b, oo, y, xo], [rx, xi], oi, [ci, ry], xo, [b, oo, y],
           tile_layout=lambda n, c, h, w: (n, h, w, c))
-    _others(sch, blk)
     return True
 
 
@@ -137,10 +134,8 @@ def window(sch: s_tir.Schedule, prefix: str = "smelt_dwconv") -> bool:
         b, o, y, x, ci, ry, rx = loops
         xo, xi = _split_row(sch, x)
         _tile(sch, blk, [b, o, y, xo], [rx], xi, [ci, ry], xo, [b, o, y])
-        _others(sch, blk)
         return True
     *outer, x, ry, rx = loops
     xo, xi = _split_row(sch, x)
     _tile(sch, blk, [*outer, xo], [rx], xi, [ry], xo, outer)
-    _others(sch, blk)
     return True
