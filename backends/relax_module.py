@@ -10,6 +10,7 @@ from smelt.ir.graph import Graph
 from smelt.ir.types import TensorType
 
 from . import quant_lowering  # noqa: F401  (registers the quantized ops' lowerings)
+from . import qarith_lowering  # noqa: F401  (qadd, qmean)
 from .fused_lowering import LOWERING
 
 

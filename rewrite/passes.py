@@ -101,7 +101,7 @@ class Pass:
             extra = dict(src)
         g = result.graph
         report = PassReport(
-            name=self.spec(), contract=self.contract, seconds=seconds,
+            name=self.spec(), contract=extra.get("contract", self.contract), seconds=seconds,
             rewrites=int(extra.get("rewrites", 0)), nodes=(before_nodes, len(g)),
             macs=(before_macs, g.cost().macs), fired=dict(extra.get("fired", {})),
             notes=tuple(extra.get("notes", ())),
@@ -120,8 +120,8 @@ class Pass:
 
 
 def format_option(v: Any) -> str:
-    if isinstance(v, str) and v.isidentifier():
-        return v
+    if isinstance(v, str) and v and all(w.isidentifier() for w in v.split("-")):
+        return v  # a bare word, hyphens allowed: w8a8-tensor
     return repr(v)
 
 

@@ -170,7 +170,7 @@ class Pipeline:
                 batches: list[tuple[Any, ...]]) -> PassReport:
         what = f"pipeline step {i + 1} of {len(self.passes)}, pass {p.spec()},"
         try:
-            measured = assert_equivalent(before, after, p.contract, batches, what=what)
+            measured = assert_equivalent(before, after, report.contract, batches, what=what)
         except ContractViolation as e:
             raise PassContractError(str(e), i, p.spec()) from None
         return dataclasses.replace(report, measured=measured)
@@ -273,9 +273,21 @@ def _build(name: str, args: str | None, spec: str, pos: int) -> Pass:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _literal(node: ast.expr, spec: str, pos: int) -> Any:
+def _bare_word(node: ast.expr) -> str | None:
+    """`w8a8` or a hyphenated bare word such as `w8a8-tensor` (read as a subtraction)."""
     if isinstance(node, ast.Name):
         return node.id
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
+        left, right = _bare_word(node.left), _bare_word(node.right)
+        if left is not None and right is not None:
+            return f"{left}-{right}"
+    return None
+
+
+def _literal(node: ast.expr, spec: str, pos: int) -> Any:
+    word = _bare_word(node)
+    if word is not None:
+        return word
     try:
         return ast.literal_eval(node)
     except ValueError:

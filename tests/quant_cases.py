@@ -265,6 +265,71 @@ def python_requantize(acc, *, multiplier, shift, out_zp, out_scale, axis, bits, 
     return torch.from_numpy(out)
 
 
+# -- qadd and qmean (ir/ops/qarith.py): exact rational rescales --------------------------
+def _scale(draw: st.DrawFn) -> float:
+    """Short mantissas (smelt's quantize pass: ties are common) or any float32."""
+    if draw(st.booleans()):
+        return float(np.ldexp(draw(st.sampled_from([1, 3, 5, 33, 63])), draw(st.integers(-12, 0))))
+    return float(np.float32(draw(st.floats(2.0**-10, 4.0))))
+
+
+@st.composite
+def out_attrs(draw: st.DrawFn) -> dict:
+    bits, signed = draw(st.sampled_from(WIDTHS[:5]))
+    lo, hi = bounds(bits, signed)
+    return {"out_scale": _scale(draw), "out_zp": draw(st.integers(lo, hi)),
+            **draw(clamp_attrs(bits, signed))}
+
+
+@st.composite
+def qadd_examples(draw: st.DrawFn):
+    rng = _rng(draw)
+    shape = draw(sst.shapes(1, 3, 1, 5))
+    other = shape if draw(st.booleans()) else shape[1:]
+    (a, a_zp), (b, b_zp) = _operand(draw, rng, shape), _operand(draw, rng, other)
+    return (a, np.asarray(b)), {"a_scale": _scale(draw), "a_zp": a_zp, "b_scale": _scale(draw),
+                    "b_zp": b_zp, **draw(out_attrs())}
+
+
+def _exact_out(v: Fraction, out_zp, bits, signed, qmin=None, qmax=None) -> int:
+    lo, hi = bounds(bits, signed)
+    lo, hi = lo if qmin is None else qmin, hi if qmax is None else qmax
+    return min(max(round(v) + out_zp, lo), hi)
+
+
+def python_qadd(a, b, *, a_scale, a_zp, b_scale, b_zp, out_scale, **out):
+    av, bv = np.broadcast_arrays(a.numpy(), b.numpy())
+    res = np.empty(av.shape, np.int64)
+    for idx in np.ndindex(av.shape):
+        v = (Fraction(int(av[idx]) - a_zp) * Fraction(a_scale)
+             + Fraction(int(bv[idx]) - b_zp) * Fraction(b_scale)) / Fraction(out_scale)
+        res[idx] = _exact_out(v, **out)
+    return torch.from_numpy(res)
+
+
+@st.composite
+def qmean_examples(draw: st.DrawFn):
+    rng = _rng(draw)
+    shape = draw(sst.shapes(1, 4, 1, 6))
+    x, x_zp = _operand(draw, rng, shape)
+    axes = draw(st.lists(st.integers(-len(shape), len(shape) - 1), max_size=2, unique_by=lambda
+                         v: v % len(shape)))
+    return (x,), {"axes": axes, "keepdims": draw(st.booleans()), "x_scale": _scale(draw),
+                  "x_zp": x_zp, **draw(out_attrs())}
+
+
+def python_qmean(x, *, axes, keepdims, x_scale, x_zp, out_scale, **out):
+    a = x.numpy().astype(np.int64) - x_zp
+    ax = tuple(v % a.ndim for v in axes) if axes else tuple(range(a.ndim))
+    sums = a.sum(axis=ax, keepdims=keepdims)
+    count = math.prod(a.shape[v] for v in ax)
+    res = np.empty(sums.shape, np.int64)
+    for idx in np.ndindex(sums.shape):
+        v = Fraction(int(sums[idx])) * Fraction(x_scale) / (count * Fraction(out_scale))
+        res[idx] = _exact_out(v, **out)
+    return torch.from_numpy(res)
+
+
 # op -> (examples of (operands, attrs), reference, exact, error term); test_ops_reference
 # wraps these into its CASES
 QUANT_CASES = {
@@ -274,4 +339,6 @@ QUANT_CASES = {
     "qlinear": (qlinear_examples(), torch_qlinear, True, "result"),
     "qmatmul": (qmatmul_examples(), torch_qmatmul, True, "result"),
     "requantize": (requantize_examples(), python_requantize, True, "result"),
+    "qadd": (qadd_examples(), python_qadd, True, "result"),
+    "qmean": (qmean_examples(), python_qmean, True, "result"),
 }

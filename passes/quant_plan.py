@@ -1,0 +1,116 @@
+"""Where quantize/dequantize pairs go: the activation tensors to quantize and the layers whose
+weights are quantized, read off the graph.
+
+Activations (schemes with `a8`). A quantizable op computes in integers once folded: conv2d,
+linear and matmul (int8 contractions), add (qadd) and reduce_mean (qmean). Its float
+operands, and the graph's float outputs, are the tensors to quantize. A tensor produced by
+an op that commutes with a per-tensor dequantize (reshape, flatten, transpose, squeeze,
+unsqueeze, max_pool2d, and pad with 0, which becomes pad with the zero point) is quantized
+where it comes from instead: the Q/DQ pair goes after the producer of the chain (its
+`source`), so the chain's ops run on integers after `fold-qdq` sinks the dequantize through
+them. A graph input is a source too: its quantize is the graph's input quantize.
+
+Weights. conv2d and linear weights are quantized per output channel (axis 0), or per tensor
+for `w8a8-tensor`; a constant matmul operand per tensor. `output_source` names the tensor
+quantized after a layer (through one relu/relu6), whose scale the layer's weight scale is
+matched to (passes/qscales.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smelt.ir.graph import Graph
+from smelt.ir.node import Node
+from smelt.ir.types import is_float
+
+QUANTIZABLE = ("conv2d", "linear", "matmul", "add", "reduce_mean")
+WEIGHTED = ("conv2d", "linear", "matmul")
+TRANSPARENT = ("reshape", "flatten", "transpose", "squeeze", "unsqueeze", "max_pool2d", "pad")
+ACTIVATIONS = ("relu", "relu6")
+
+
+def transparent(n: Node) -> bool:
+    """Does `n` commute with a per-tensor dequantize of its first operand, exactly?"""
+    if n.op not in TRANSPARENT or not n.inputs or not is_float(n.dtype):
+        return False
+    if n.op == "pad":
+        return n.attrs["mode"] == "constant" and n.attrs["value"] == 0.0 and len(n.inputs) == 1
+    return n.op != "max_pool2d" or len(n.inputs) == 1
+
+
+def source(n: Node) -> Node:
+    """The node whose quantized output `n` is: up through transparent ops."""
+    while transparent(n):
+        n = n.inputs[0]
+    return n
+
+
+def weight_operand(n: Node) -> int | None:
+    """The index of a layer's constant float weight, or None."""
+    if n.op in ("conv2d", "linear"):
+        idx = 1
+    elif n.op == "matmul":
+        consts = [i for i, x in enumerate(n.inputs) if x.op == "constant"]
+        if len(consts) != 1:
+            return None
+        idx = consts[0]
+    else:
+        return None
+    w = n.inputs[idx]
+    return idx if w.op == "constant" and is_float(w.dtype) else None
+
+
+@dataclass
+class Plan:
+    sources: list[Node]  # activation tensors to quantize, in graph order
+    layers: list[Node]  # layers whose weights are quantized
+    notes: list[str]
+
+
+def _activation_operands(n: Node) -> list[Node]:
+    w = weight_operand(n)
+    ops = list(n.inputs[:2]) if n.op in WEIGHTED else list(n.inputs[:1 if n.op ==
+                                                                    "reduce_mean" else 2])
+    return [x for i, x in enumerate(ops) if i != w and is_float(x.dtype)]
+
+
+def plan(graph: Graph, activations: bool, describe) -> Plan:
+    """The sources to quantize (when `activations`) and the weighted layers of `graph`."""
+    layers = [n for n in graph.nodes() if n.op in WEIGHTED and weight_operand(n) is not None]
+    notes: list[str] = []
+    for n in graph.nodes():
+        if n.op.startswith("fused_"):
+            notes.append(f"{describe(n)} is a fused op: run quantize before fuse, so its "
+                         "contraction and epilogue are quantized as separate ops")
+        elif n.op == "batch_norm":
+            notes.append(f"{describe(n)} stays float: run fold-bn before quantize")
+    if not activations:
+        return Plan([], layers, notes)
+    wanted: list[Node] = []
+    for n in graph.nodes():
+        if n.op in QUANTIZABLE and is_float(n.dtype):
+            wanted += _activation_operands(n)
+    wanted += [o for o in graph.outputs if is_float(o.dtype)]
+    seen: set[Node] = set()
+    sources = []
+    for t in wanted:
+        s = source(t)
+        if s not in seen and is_float(s.dtype):
+            seen.add(s)
+            sources.append(s)
+    order = {n: i for i, n in enumerate(graph.nodes())}
+    sources.sort(key=order.__getitem__)
+    return Plan(sources, layers, notes)
+
+
+def output_source(layer: Node, users: dict[Node, list[Node]], sources: set[Node]
+                  ) -> Node | None:
+    """The quantized tensor a layer's result becomes: the layer itself, or its only user
+    when that is a relu/relu6; None when the result stays float or goes several ways."""
+    if layer in sources:
+        return layer
+    us = users.get(layer, [])
+    if len(us) == 1 and us[0].op in ACTIVATIONS and us[0] in sources:
+        return us[0]
+    return None
