@@ -2,7 +2,7 @@
 
     smelt ops                      the op table: name, inputs, attributes
     smelt inspect MODEL            a graph: its text, op counts, MACs, parameters, bytes
-    smelt compile MODEL --pipeline SPEC --target cpu --out DIR [--tune N]
+    smelt compile MODEL --pipeline SPEC --target cpu --out DIR [--tune N] [--calibration F]
                                    trace, rewrite (verify-each), compile; DIR gets the library,
                                    the graph before and after, report.md and report.json
     smelt draw MODEL -o graph.svg [--compare OTHER]
@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", metavar="N", type=_at_least(0), default=0,
                    help="MetaSchedule trials per kernel (default: 0, no tuning)")
     p.add_argument("--cache-dir", metavar="DIR", help="keep builds in this directory")
+    p.add_argument("--calibration", metavar="FILE.npz",
+                   help="calibration batches for quantize: one array per graph input (by "
+                        "input name, or in order), each stacking the batches along a new "
+                        "first axis (default: the example inputs)")
 
     p = command("draw", draw_model, "draw a graph as SVG")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)

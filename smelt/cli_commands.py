@@ -154,7 +154,9 @@ def compile_model(args: Any) -> int:
     model = load_model(args.model)
     inputs = model.example_inputs()
     t0 = time.perf_counter()
-    result = pipeline.run(model.graph, calibration=[inputs])
+    batches = load_calibration(args.calibration, model.graph) if getattr(
+        args, "calibration", None) else [inputs]
+    result = pipeline.run(model.graph, calibration=batches)
     t1 = time.perf_counter()
     module = smelt.compile(result.graph, args.target, tune=args.tune, cache_dir=args.cache_dir)
     t2 = time.perf_counter()
@@ -173,6 +175,33 @@ def compile_model(args: Any) -> int:
     print(markdown)
     print(f"wrote {', '.join(report['files'])} to {out}")
     return 0
+
+
+def load_calibration(path: str, graph: Graph) -> list[tuple[np.ndarray, ...]]:
+    """Calibration batches from an .npz: per graph input an array (N, *input shape), keyed
+    by the input's name or arr_0, arr_1, ... in input order."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            files = dict(data)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--calibration {path}: cannot read it as .npz ({e})") from None
+    names = graph.input_names()
+    arrays = []
+    for i, (name, node) in enumerate(zip(names, graph.inputs, strict=True)):
+        a = files.get(name, files.get(f"arr_{i}"))
+        if a is None:
+            raise UsageError(f"--calibration {path} has no array {name!r} (or arr_{i}) for "
+                             f"graph input {i}; it has {sorted(files)}")
+        if tuple(a.shape[1:]) != tuple(node.shape):
+            raise UsageError(f"--calibration {path}: {name!r} has shape {list(a.shape)}; "
+                             f"expected (N, {', '.join(map(str, node.shape))}): N batches "
+                             "of the input's shape")
+        arrays.append(a)
+    counts = {len(a) for a in arrays}
+    if len(counts) != 1 or 0 in counts:
+        raise UsageError(f"--calibration {path}: every input needs the same, non-zero number "
+                         f"of batches, got {sorted(counts)}")
+    return [tuple(a[k] for a in arrays) for k in range(counts.pop())]
 
 
 def write_outputs(out: Path, before: Graph, after: Graph, module: Any,

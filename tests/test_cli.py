@@ -79,6 +79,26 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def test_compile_int8_with_calibration_file(work: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(work / "cal.npz", rng.normal(size=(4, 1, 3, 6, 6)).astype(np.float32))
+    result = smelt_cli("compile", "models.py:tiny", "--pipeline",
+                       "fold-bn,quantize(w8a8),fold-qdq", "--calibration", "cal.npz",
+                       "--out", "int8", cwd=work)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((work / "int8" / "report.json").read_text())
+    assert report["passes"][1]["contract"].startswith("bounded(")
+    assert report["max_error_compiled_vs_interpreter"] == 0.0  # integer kernels: bit-exact
+    after = smelt.load(work / "int8" / "after.smelt")
+    assert {"qconv2d", "qlinear", "requantize"} <= set(after.summary().ops)
+    np.savez(work / "bad.npz", np.zeros((4, 3, 6, 6), np.float32))
+    bad = smelt_cli("compile", "models.py:tiny", "--pipeline", "quantize(w8a8)",
+                    "--calibration", "bad.npz", "--out", "bad", cwd=work)
+    assert_clean_error(bad, 2, "bad.npz", "expected (N, 1, 3, 6, 6)")
+
+
 def test_compile_then_inspect_and_draw_what_it_wrote(work: Path) -> None:
     # one test, so the model compiles once however pytest-xdist spreads the tests
     result = smelt_cli("compile", "models.py:tiny", "--pipeline", "fold-bn,canonicalize,fuse",
