@@ -180,9 +180,9 @@ def bench_latency(entry, threads: int, repeats: int, warmup: int, n_cal: int) ->
 # -- accuracy on digits -------------------------------------------------------------------------
 def bench_accuracy(epochs: int, seed: int, threads: int) -> dict[str, Any]:
     import torch
+    from equalization import digits, mobilenet_v2_digits, train
 
     import smelt
-    from equalization import digits, mobilenet_v2_digits, train
 
     x_tr, x_te, y_tr, y_te = digits(seed)
     torch.manual_seed(seed)
