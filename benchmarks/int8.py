@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", type=int, default=8, help="calibration batches")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     load = os.getloadavg()[0]
@@ -282,12 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     entries = bench_models(preset)
     repeats = 3 if args.quick else args.repeats
     results = []
-    for name in MODELS:
+    models = [m for m in args.models.split(",") if m]
+    if not set(models) <= set(MODELS):
+        ap.error(f"unknown models {sorted(set(models) - set(MODELS))}; choose from {MODELS}")
+    for name in models:
         t0 = time.perf_counter()
         results.append(bench_latency(entries[name], args.threads, repeats, args.warmup,
                                      2 if args.quick else args.calibration))
         print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    accuracy = bench_accuracy(2 if args.quick else args.epochs, args.seed, args.threads)
+    accuracy = bench_accuracy(min(2, args.epochs) if args.quick else args.epochs, args.seed,
+                              args.threads)
     summary = {n: geomean([r["speedup_vs_torch"][n] for r in results
                            if n in r["speedup_vs_torch"]])
                for n in ("onnxruntime", "onnxruntime_int8", "smelt_int8")}

@@ -51,6 +51,25 @@ def test_cpu_latency_quick_writes_every_field(tmp_path: Path) -> None:
     assert "llama_block" in out.with_suffix(".md").read_text()
 
 
+def test_int8_quick_runs_smelt_and_onnxruntime_int8(tmp_path: Path) -> None:
+    out = tmp_path / "int8.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "int8.py"), "--quick", "--models",
+         "resnet18", "--warmup", "1", "--epochs", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    (rec,) = data["results"]
+    smelt_int8 = rec["runtimes"]["smelt_int8"]
+    assert smelt_int8["status"] == "ok" and smelt_int8["float_islands"] == []
+    assert rec["errors"]["smelt_int8"]["rel_error"] < 0.2
+    acc = data["accuracy"]["accuracy"]
+    assert {"fp32", "w8a8", "w8a8-tensor", "equalize + w8a8"} <= set(acc)
+    assert all(0 <= v <= 1 for v in acc.values() if isinstance(v, float))
+    assert "Digits accuracy" in out.with_suffix(".md").read_text()
+
+
 def test_profile_kernels_names_every_kernel_with_its_rule() -> None:
     import numpy as np
 
