@@ -30,7 +30,7 @@ register_pass("canonicalize", canonicalize)
 __all__ = ["CANONICALIZE", "FOLD_CONSTANTS", "FUSE", "IDENTITIES", "canonicalize", "fuse"]
 __all__ += ["FOLD_BN", "equalize_weights", "fold_batch_norm"]
 
-from . import qdq_legality, quantize  # noqa: E402,F401  (registers quantize and fold-qdq)
+from . import qdq_legality, quantize, smoothing, smoothquant  # noqa: E402,F401  (registers them)
 from .fold_qdq import FOLD_QDQ  # noqa: E402
 
 __all__ += ["FOLD_QDQ"]

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 from smelt.ir.types import is_float
@@ -72,7 +74,8 @@ def _activation_operands(n: Node) -> list[Node]:
     w = weight_operand(n)
     ops = list(n.inputs[:2]) if n.op in WEIGHTED else list(n.inputs[:1 if n.op ==
                                                                     "reduce_mean" else 2])
-    return [x for i, x in enumerate(ops) if i != w and is_float(x.dtype)]
+    return [x for i, x in enumerate(ops) if i != w and is_float(x.dtype)
+            and (x.op != "constant" or bool(np.all(np.isfinite(x.value))))]
 
 
 def plan(graph: Graph, activations: bool, describe) -> Plan:
