@@ -10,6 +10,8 @@ Builds are cached in memory by (graph content hash, target, options), so compili
 graph twice is instant; with `cache_dir=` (a directory, or True for the per-user cache) they
 are also kept on disk (backends/disk_cache.py), so a later process loads the library instead
 of building it; `module.cache` says "built", "memory" or "disk".
+`target="cuda"` (with `arch=`, default sm_90) builds kernels with nvcc into a fatbin instead
+(backends/cuda_pipeline.py, cuda_module.py).
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ def compile_graph(graph: Graph, target: str = "cpu", *, schedule: bool = True, t
 
 def _build(graph: Graph, tgt: tvm.target.Target, schedule: bool, tune: int,
            work_dir: Path) -> CompiledModule:
+    if tgt.kind.name == "cuda":
+        from .cuda_module import build_module
+
+        return build_module(graph, tgt, schedule, tune)
     mod = to_relax(graph)
     kernels: dict[str, str | None] = {}
     tuning: dict[str, dict] = {}

@@ -82,4 +82,8 @@ def load_compiled(path: str | Path) -> CompiledModule:
         signature = json.loads(meta.read_text())
     except json.JSONDecodeError as e:
         raise FileFormatError(f"{meta} is not valid JSON: {e}") from None
+    if signature.get("target") == "cuda":  # loaded by TVM at the first call, on a GPU host
+        from .cuda_module import load_cuda
+
+        return load_cuda(path, signature)
     return CompiledModule(tvm.runtime.load_module(str(path)), signature)

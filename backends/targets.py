@@ -1,4 +1,5 @@
-"""Compilation targets: the host CPU for LLVM (detected, with a safe fallback)."""
+"""Compilation targets: the host CPU for LLVM (detected, with a safe fallback), and CUDA
+(cuda_target.py: arch and nvcc checked)."""
 
 from __future__ import annotations
 
@@ -37,5 +38,9 @@ def cpu_target(mcpu: str | None = None, num_cores: int | None = None) -> tvm.tar
 def make_target(target: str, **options) -> tvm.target.Target:
     if target == "cpu":
         return cpu_target(options.get("mcpu"), options.get("num_cores"))
-    raise TargetError(f"unknown target {target!r}; smelt compiles for 'cpu' (CUDA and C "
-                      "targets are planned)")
+    if target == "cuda":
+        from .cuda_target import cuda_target
+
+        return cuda_target(options.get("arch"))
+    raise TargetError(f"unknown target {target!r}; smelt compiles for 'cpu' and 'cuda' (a C "
+                      "target is planned)")

@@ -1,0 +1,177 @@
+"""The Relax pipeline smelt compiles CUDA modules with, ending in an nvcc fatbin.
+
+Same structure as the CPU pipeline (cpu/pipeline.py), with TVM's CUDA passes in it:
+1. `lower_to_kernels`: TVM's default legalization (smelt's CPU kernels pack weights for AVX-512
+   and do not apply), constant folding, operator fusion -> one PrimFunc per fused kernel.
+2. `schedule_cuda`: each kernel gets the first GPU schedule rule that accepts it, in the order
+   of `GPU_RULES` (dlight: Matmul, GEMV, Reduction, GeneralReduction, then Fallback, which
+   binds any loop nest to blocks and threads). The rule is recorded per kernel. A kernel no
+   rule accepts would build into a CUDA function with unbound threads, which TVM rejects with
+   a message about memory access; we raise `UnscheduledKernelError` naming it instead.
+3. `finish`: TVM's CUDA finalization (memory planning, CUDA graph rewrite, VM lowering).
+4. `tvm.compile` generates CUDA C. This TVM build has no CUDA runtime, so it keeps the source
+   in a placeholder module; `build_fatbin` compiles that source with nvcc, here, into a fatbin
+   for the target's arch (SASS + PTX). cuda_module.py puts the fatbin into exported libraries.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tvm
+from tvm import relax
+from tvm.s_tir import dlight as dl
+
+from smelt.ir.errors import SmeltError
+
+from .cuda_target import CUDABuildError
+
+#: tried in order, first accepting rule wins; Fallback accepts any elementwise/injective nest
+GPU_RULES = (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
+             dl.gpu.Fallback())
+
+#: nvcc flags beside -gencode; no --use_fast_math: its exp/div/erf miss the 1e-4 budget
+NVCC_FLAGS = ("--fatbin", "-O3", "--expt-relaxed-constexpr",
+              "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
+              "-U__CUDA_NO_BFLOAT16_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__")
+
+
+class UnscheduledKernelError(SmeltError):
+    """A kernel no GPU schedule rule accepted: it would run on unbound threads."""
+
+
+@dataclass
+class CudaBuild:
+    """What `build_cuda` produced: the VM executable, and the nvcc-built kernels."""
+
+    executable: Any
+    source: str  # CUDA C of all kernels
+    fatbin: bytes
+    arch: str
+    kernels: dict[str, str] = field(default_factory=dict)  # PrimFunc -> schedule rule
+    cuda_kernels: list[str] = field(default_factory=list)  # __global__ names in the fatbin
+    nvcc_seconds: float = 0.0
+
+
+def lower_to_kernels() -> tvm.transform.Pass:
+    """Relax module -> fused, legalized (not yet scheduled) kernels."""
+    return tvm.transform.Sequential([
+        relax.backend.DispatchSampling(),
+        relax.backend.DispatchSortScan(),
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        relax.transform.DeadCodeElimination(),
+    ])
+
+
+def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target,
+                  rules: tuple = GPU_RULES) -> tuple[tvm.IRModule, dict[str, str]]:
+    """Schedule every kernel with the first rule that accepts it; return the rule names."""
+    used: dict[str, str] = {}
+    updates = {}
+    for gv, func in mod.functions_items():
+        if not isinstance(func, tvm.tirx.PrimFunc):
+            continue
+        name = gv.name_hint
+        if func.attrs is not None and func.attrs.get("tirx.is_scheduled", False):
+            used[name] = "prescheduled"
+            continue
+        for rule in rules:
+            try:
+                space = rule.apply(func, target, False)
+            except Exception as e:  # a rule crashing on a kernel is a bug to report, named
+                raise UnscheduledKernelError(
+                    f"GPU rule {type(rule).__name__} failed on kernel {name}: {e}") from e
+            if space is None:
+                continue
+            sch = space[0] if isinstance(space, list) else space
+            updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+            used[name] = type(rule).__name__
+            break
+        else:
+            raise UnscheduledKernelError(
+                f"no GPU schedule rule accepts kernel {name} (tried "
+                f"{', '.join(type(r).__name__ for r in rules)}); it would run on unbound "
+                f"threads. Add a rule to GPU_RULES in backends/cuda_pipeline.py.\n{func}")
+    for gv, func in updates.items():
+        mod[gv] = func
+    return mod, used
+
+
+def finish() -> tvm.transform.Pass:
+    """Scheduled kernels -> a module the Relax VM runs (TVM's CUDA finalization)."""
+    return tvm.transform.Sequential([
+        relax.transform.RewriteDataflowReshape(),
+        relax.transform.ToNonDataflow(),
+        relax.transform.RemovePurityChecking(),
+        relax.transform.CallTIRRewrite(),
+        relax.transform.StaticPlanBlockMemory(),
+        relax.transform.RewriteCUDAGraph(),
+        relax.transform.LowerAllocTensor(),
+        relax.transform.KillAfterLastUse(),
+        relax.transform.LowerRuntimeBuiltin(),
+        relax.transform.ComputePrimValue(),
+        relax.transform.VMShapeLower(),
+        relax.transform.AttachGlobalSymbol(),
+    ])
+
+
+def build_cuda(mod: tvm.IRModule, target: tvm.target.Target, nvcc: Path) -> CudaBuild:
+    """A Relax module (from `to_relax`) -> VM executable + fatbin built with `nvcc`."""
+    with tvm.transform.PassContext(opt_level=3), target:
+        mod = lower_to_kernels()(mod)
+        mod, kernels = schedule_cuda(mod, target)
+        executable = tvm.compile(finish()(mod), target, relax_pipeline=None)
+    source = cuda_source(executable.mod)
+    arch = str(target.attrs["arch"])
+    start = time.perf_counter()
+    fatbin = build_fatbin(source, arch, nvcc)
+    return CudaBuild(executable, source, fatbin, arch, kernels, global_kernels(source),
+                     time.perf_counter() - start)
+
+
+def device_module(lib: Any) -> Any:
+    """The CUDA module among `lib`'s imports (None if the graph needed no kernel)."""
+    stack = list(lib.imports)
+    while stack:
+        m = stack.pop()
+        if m.kind == "cuda":
+            return m
+        stack.extend(m.imports)
+    return None
+
+
+def cuda_source(lib: Any) -> str:
+    m = device_module(lib)
+    return "" if m is None else str(m.inspect_source(""))
+
+
+def global_kernels(source: str) -> list[str]:
+    return re.findall(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(',
+                      source)
+
+
+def build_fatbin(source: str, arch: str, nvcc: Path) -> bytes:
+    """nvcc `source` -> fatbin with SASS for `arch` and its PTX (for JIT on newer GPUs)."""
+    if not source:
+        return b""
+    num = arch.removeprefix("sm_")
+    with tempfile.TemporaryDirectory(prefix="smelt-cuda-") as tmp:
+        src, out = Path(tmp) / "kernels.cu", Path(tmp) / "kernels.fatbin"
+        src.write_text(source)
+        cmd = [str(nvcc), *NVCC_FLAGS, "-gencode", f"arch=compute_{num},code=[sm_{num},"
+               f"compute_{num}]", "-o", str(out), str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise CUDABuildError(f"nvcc failed building the kernels for {arch} "
+                                 f"({' '.join(cmd)}):\n{proc.stdout}{proc.stderr}")
+        return out.read_bytes()
