@@ -30,6 +30,7 @@ import numpy as np
 from jax import lax
 from jax.scipy import special
 
+from smelt.backends import qarith_interop
 from smelt.ir.errors import InterpretError, SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.op_table import OPS
@@ -49,7 +50,7 @@ JAX_DTYPES: dict[str, Any] = {
 STRUCTURAL = frozenset({"input", "constant"})
 #: ops whose reference arithmetic needs 64-bit types
 NEEDS_X64 = frozenset({"quantize", "dequantize", "qconv2d", "qlinear", "qmatmul",
-                       "requantize"})
+                       "requantize", "qadd", "qmean"})
 HIGHEST = lax.Precision.HIGHEST
 
 
@@ -435,6 +436,8 @@ JAX_OPS: dict[str, Callable[..., Any]] = {
     "project": project,
     "quantize": quantize, "dequantize": dequantize, "qconv2d": qconv2d, "qlinear": qlinear,
     "qmatmul": qmatmul, "requantize": requantize,
+    "qadd": lambda a, b, **k: qarith_interop.qadd(jnp, JAX_DTYPES, a, b, **k),
+    "qmean": lambda x, **k: qarith_interop.qmean(jnp, JAX_DTYPES, x, **k),
 }
 
 

@@ -6,6 +6,8 @@ constants become buffers of the module (named after the graph's side table where
 name, read with get_attr), and every other node one `call_function` of the entry `TORCH_OPS`
 holds for its op, with the node's operands as arguments and its attributes as keyword
 arguments. The module returns a tuple of the graph's outputs, as `smelt.interpret` does.
+With `trainable=True` float weights are parameters instead, to fine-tune; `with_weights`
+writes them back into the graph.
 
 Each entry computes what the op's numpy reference (ir/ops/) computes, in the node's dtype:
 integer division truncates, integer clamp bounds saturate to the dtype, integer sums wrap
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
+from smelt.backends import qarith_interop
 from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
@@ -391,6 +394,8 @@ TORCH_OPS: dict[str, Callable[..., Any]] = {
     "unsqueeze": unsqueeze, "take": take, "pad": pad, "project": operator.getitem,
     "quantize": quantize, "dequantize": dequantize, "qconv2d": qconv2d, "qlinear": qlinear,
     "qmatmul": qmatmul, "requantize": requantize,
+    "qadd": lambda a, b, **k: qarith_interop.qadd(torch, TORCH_DTYPES, a, b, **k),
+    "qmean": lambda x, **k: qarith_interop.qmean(torch, TORCH_DTYPES, x, **k),
 }
 
 
@@ -419,25 +424,49 @@ def _buffer_name(node: Node, graph: Graph, taken: set[str]) -> str:
     return name
 
 
-def to_torch(graph: Graph) -> fx.GraphModule:
+def constant_names(graph: Graph) -> dict[Node, str]:
+    """The attribute name `to_torch` gives each constant of `graph` (its side-table name made
+    an identifier, unique), in graph order."""
+    taken = set(graph.input_names())
+    return {n: _buffer_name(n, graph, taken) for n in graph.nodes() if n.op == "constant"}
+
+
+def trainable_weight(node: Node) -> bool:
+    """What `to_torch(graph, trainable=True)` makes a parameter: a finite float constant of
+    rank >= 1 (scalars such as an epsilon or 1/sqrt(d) stay buffers)."""
+    return (node.dtype in ("float64", "float32", "float16") and node.value.ndim >= 1
+            and bool(np.all(np.isfinite(node.value))))
+
+
+def to_torch(graph: Graph, *, trainable: bool | Callable[[Node], bool] = False
+             ) -> fx.GraphModule:
     """`graph` as a GraphModule whose forward takes the graph's inputs (torch tensors, in
-    order) and returns a tuple of its outputs."""
+    order) and returns a tuple of its outputs.
+
+    Constants are buffers. With `trainable=True` the float weight constants
+    (`trainable_weight`) are `nn.Parameter`s instead, so the module can be fine-tuned; a
+    callable picks the constants itself. `with_weights(graph, module)` writes the trained
+    values back into the graph."""
     missing = sorted({n.op for n in graph.nodes()} - set(TORCH_OPS) - STRUCTURAL)
     if missing:
         raise TorchConversionError(f"no torch entry for op(s) {missing}; add them to "
                                    "TORCH_OPS in backends/to_torch.py")
+    pick = trainable_weight if trainable is True else trainable or None
     root = torch.nn.Module()
     fxg = fx.Graph()
     env: dict[int, fx.Node] = {}
     for x in graph.inputs:
         env[id(x)] = fxg.placeholder(x.attrs["name"])
-    taken = set(graph.input_names())
+    names = constant_names(graph)
     for n in graph.nodes():
         if n.op == "input":
             continue
         if n.op == "constant":
-            name = _buffer_name(n, graph, taken)
-            root.register_buffer(name, tensor_of(n))
+            name = names[n]
+            if pick is not None and pick(n):
+                root.register_parameter(name, torch.nn.Parameter(tensor_of(n)))
+            else:
+                root.register_buffer(name, tensor_of(n))
             env[id(n)] = fxg.get_attr(name)
             continue
         args = tuple(env[id(x)] for x in n.inputs)
@@ -453,5 +482,34 @@ def to_torch(graph: Graph) -> fx.GraphModule:
                           else "SmeltGraph")
 
 
-__all__ = ["STRUCTURAL", "TORCH_DTYPES", "TORCH_OPS", "TorchConversionError", "missing_ops",
-           "to_torch"]
+def with_weights(graph: Graph, module: torch.nn.Module) -> Graph:
+    """`graph` with every constant replaced by the value of the same-named parameter or
+    buffer of `module` (a `to_torch(graph)` module, e.g. after fine-tuning), in the
+    constant's dtype; names and source lines carried over."""
+    state = dict(module.named_parameters()) | dict(module.named_buffers())
+    new: dict[Node, Node] = {}
+    for n, name in constant_names(graph).items():
+        if name not in state:
+            raise TorchConversionError(f"the module has no parameter or buffer {name!r}; "
+                                       "give the module to_torch(graph) built from this graph")
+        t = state[name].detach().cpu()
+        value = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        if value.shape != n.shape:
+            raise TorchConversionError(f"{name}: the module holds shape {list(value.shape)}, "
+                                       f"the graph {list(n.shape)}")
+        if not np.array_equal(value, n.value):
+            new[n] = Node.constant(value.astype(n.value.dtype), n.dtype)
+    if not new:
+        return graph
+    for n in graph.nodes():
+        if n.inputs:
+            ins = [new.get(x, x) for x in n.inputs]
+            if any(a is not b for a, b in zip(ins, n.inputs, strict=True)):
+                new[n] = Node.rebuild(n, ins)
+    return Graph(graph.inputs, [new.get(o, o) for o in graph.outputs], graph.name,
+                 {new.get(n, n): v for n, v in graph.names.items()},
+                 {new.get(n, n): v for n, v in graph.sources.items()})
+
+
+__all__ = ["STRUCTURAL", "TORCH_DTYPES", "TORCH_OPS", "TorchConversionError", "constant_names",
+           "missing_ops", "to_torch", "trainable_weight", "with_weights"]

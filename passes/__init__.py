@@ -34,3 +34,4 @@ from . import qdq_legality, quantize, smoothing, smoothquant  # noqa: E402,F401 
 from .fold_qdq import FOLD_QDQ  # noqa: E402
 
 __all__ += ["FOLD_QDQ"]
+from . import pruning  # noqa: E402,F401  (registers prune-channels)
