@@ -9,8 +9,10 @@ from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.types import TensorType
 
-from . import quant_lowering  # noqa: F401  (registers the quantized ops' lowerings)
-from . import qarith_lowering  # noqa: F401  (qadd, qmean)
+from . import (
+    qarith_lowering,  # noqa: F401  (qadd, qmean)
+    quant_lowering,  # noqa: F401  (registers the quantized ops' lowerings)
+)
 from .fused_lowering import LOWERING
 
 

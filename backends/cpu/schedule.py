@@ -2,8 +2,9 @@
 and records its name in the `smelt.schedule` attribute, so a test (and the compile report)
 can tell which rule scheduled which kernel and whether any kernel was left unscheduled.
 
-Rules, most specific first: the register-tile rules for smelt's own contraction kernels
-(cpu/sched_tiles.py), then the rules for TVM-legalized kernels (cpu/sched_generic.py).
+Rules, most specific first: the int8 kernels' rules (cpu/sched_int8.py), the register-tile
+rules for smelt's own contraction kernels (cpu/sched_tiles.py), then the rules for
+TVM-legalized kernels (cpu/sched_generic.py).
 A rule that raises part-way leaves nothing behind: each attempt works on a fresh schedule.
 """
 
@@ -15,11 +16,18 @@ from functools import partial
 import tvm
 from tvm import s_tir, tirx
 
-from . import sched_generic, sched_tiles
+from . import sched_generic, sched_int8, sched_tiles
 
 SCHEDULE_ATTR = "smelt.schedule"
 
 RULES: list[tuple[str, Callable[[s_tir.Schedule], bool]]] = [
+    ("int8-dense", sched_int8.qdense),
+    ("int8-matmul", sched_int8.qbmm),
+    ("int8-conv2d", sched_int8.qconv2d),
+    ("int8-conv2d-cv", sched_int8.qconv2d_cv),
+    ("int8-depthwise-window", sched_int8.qdwconv_window),
+    ("int8-depthwise", sched_int8.qdwconv),
+    ("int8-pack", sched_int8.pack),
     ("dense", sched_tiles.dense),
     ("matmul", sched_tiles.matmul),
     ("conv2d", sched_tiles.conv2d),

@@ -44,7 +44,9 @@ float chain computes exactly; otherwise they are at most one apart.
 Integer contractions subtract the zero points first, so padding (with 0 after the
 subtraction) is padding with x_zp before it: padded elements are real zeros. They accumulate
 sum((x - x_zp) * (w - w_zp)) + bias exactly in int64; a result outside int32 raises
-AccumulatorOverflowError naming the op, never wraps. Compiled code accumulates in int64 too.
+AccumulatorOverflowError naming the op, never wraps. Compiled code: the generic lowering
+accumulates in int64; the VNNI kernels (backends/cpu/int8_kernels.py) in int32, which is
+exact whenever the exact result fits int32 (the raw sums stay in range for K <= 32768).
 
 `quantize_multiplier(r)` writes a real rescale r as (m, shift), m in [2^30, 2^31), with
 |m * 2^-(31 + shift) - r| <= 2^-31 r: m is r's mantissa rounded to 31 bits, exact when r has
