@@ -30,6 +30,8 @@ from smelt.rewrite.dsl import const, op, var
 from smelt.rewrite.registry import register_rules
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 
+from .batchnorm_folding import memoized
+
 FLOATS = ("float32", "float64")
 
 
@@ -95,8 +97,14 @@ def _mul_instance(draw) -> Graph:
 def absorb_scale_into_layer_norm(ln: Node, c: Node) -> Node | NoMatch:
     """mul(layer_norm(x, g, b), c) -> layer_norm(x, g c, b c)   (c per channel of the
     normalized last axis; SmoothQuant section 4)"""
+    return memoized(("ln", ln, c), lambda: _absorb_scale_into_layer_norm(ln, c))
+
+
+def _absorb_scale_into_layer_norm(ln: Node, c: Node) -> Node | NoMatch:
     if ln.attrs["axis"] not in (-1, len(ln.shape) - 1):
         return reject("the layer norm normalizes an axis other than the last")
+    if any(x.op != "constant" for x in ln.inputs[1:]):
+        return reject("the layer norm's weight or bias is not a constant")
     vec = _check(ln, c)
     if isinstance(vec, NoMatch):
         return vec
@@ -105,8 +113,8 @@ def absorb_scale_into_layer_norm(ln: Node, c: Node) -> Node | NoMatch:
     new = [ln.inputs[0], _stored(np.broadcast_to(g, (d,)) * vec, ln.dtype)]
     if len(ln.inputs) > 2:
         new.append(_stored(np.asarray(ln.inputs[2].value, np.float64) * vec, ln.dtype))
-    if any(n is None for n in new) or any(x.op != "constant" for x in ln.inputs[1:]):
-        return reject("the layer norm's weight or bias is not a constant, or overflows")
+    if any(n is None for n in new):
+        return reject("the scaled weight or bias overflows")
     return Node.make("layer_norm", new, **ln.attrs)
 
 
@@ -114,6 +122,10 @@ def absorb_scale_into_layer_norm(ln: Node, c: Node) -> Node | NoMatch:
       contract=exact, family="smooth", instance=_linear_instance)
 def absorb_scale_into_linear(lin: Node, c: Node) -> Node | NoMatch:
     """mul(linear(x, W, b), c) -> linear(x, diag(c) W, b c)   (c per output feature)"""
+    return memoized(("linear", lin, c), lambda: _absorb_scale_into_linear(lin, c))
+
+
+def _absorb_scale_into_linear(lin: Node, c: Node) -> Node | NoMatch:
     x, w = lin.inputs[:2]
     if w.op != "constant":
         return reject("the weight is not a constant")
@@ -134,6 +146,10 @@ def absorb_scale_into_linear(lin: Node, c: Node) -> Node | NoMatch:
       contract=exact, family="smooth", instance=_mul_instance)
 def absorb_scale_into_mul(x: Node, a: Node, inner: Node, c: Node) -> Node | NoMatch:
     """mul(mul(x, a), c) -> mul(x, a c)   (constants a, c; RMSNorm's weight)"""
+    return memoized(("mul", inner, c), lambda: _absorb_scale_into_mul(x, a, inner, c))
+
+
+def _absorb_scale_into_mul(x: Node, a: Node, inner: Node, c: Node) -> Node | NoMatch:
     vec = _check(inner, c)
     if isinstance(vec, NoMatch):
         return vec

@@ -120,8 +120,8 @@ class Pass:
 
 
 def format_option(v: Any) -> str:
-    if isinstance(v, str) and v and all(w.isidentifier() for w in v.split("-")):
-        return v  # a bare word, hyphens allowed: w8a8-tensor
+    if isinstance(v, str) and v.isidentifier():
+        return v
     return repr(v)
 
 
