@@ -35,7 +35,7 @@ import numpy as np
 
 from smelt.ir.errors import SmeltError
 from smelt.ir.node import Node
-from smelt.ir.ops.quant import CONTRACTION_DTYPES
+from smelt.ir.ops.quant import CONTRACTION_DTYPES, INT_RANGES, clamp_bounds
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import op, var
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
@@ -58,8 +58,6 @@ def per_tensor(n: Node) -> tuple[float, int] | None:
 
 def clamp_of(q: Node, act: Node | None) -> dict | NoMatch:
     """The requantize clamp of quantize node `q`, with relu/relu6 `act` folded in."""
-    from smelt.ir.ops.quant import clamp_bounds
-
     _, qmin, qmax = clamp_bounds(q.attrs)
     s, zp = q.attrs["scale"][0], q.attrs["zero_point"][0]
     if act is not None:
@@ -273,8 +271,6 @@ def sink_dequantize(x: Node, dx: Node, t: Node) -> Node | NoMatch:
       family="fold-qdq", instance=inst.cancel)
 def cancel_qdq(x: Node, dx: Node, q: Node) -> Node | NoMatch:
     """quantize(dq(x)) -> x   (same scale, zero point and type; the clamp keeps x's range)"""
-    from smelt.ir.ops.quant import INT_RANGES, clamp_bounds
-
     if (dx.attrs["scale"], dx.attrs["zero_point"], dx.attrs["axis"]) != \
             (q.attrs["scale"], q.attrs["zero_point"], q.attrs["axis"]):
         return reject("the quantize and dequantize parameters differ")

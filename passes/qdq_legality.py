@@ -26,6 +26,7 @@ from smelt.rewrite.passes import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass, register_rules
 
 from .fold_qdq import FOLD_QDQ
+from .quantize import describe
 
 QUANT_OPS = ("quantize", "dequantize", "input", "constant")
 
@@ -47,7 +48,7 @@ class Island:
         return f"{self.where}: {self.reason}"
 
 
-def _closure(graph: Graph, start, step) -> set[Node]:
+def _closure(start, step) -> set[Node]:
     seen: set[Node] = set()
     todo = list(start)
     while todo:
@@ -57,11 +58,6 @@ def _closure(graph: Graph, start, step) -> set[Node]:
                 seen.add(m)
                 todo.append(m)
     return seen
-
-
-def _where(graph: Graph, n: Node) -> str:
-    name, src = graph.names.get(n), graph.sources.get(n)
-    return f"{n.op}" + (f" {name}" if name else "") + (f" at {src}" if src else "")
 
 
 FOLDABLE = ("conv2d", "linear", "matmul", "add", "reduce_mean")
@@ -86,16 +82,15 @@ def _reason(graph: Graph, n: Node, users: dict[Node, list[Node]]) -> str:
 def legality(graph: Graph) -> list[Island]:
     """The float ops left between quantized tensors, in graph order, with reasons."""
     users = graph.users()
-    after_dq = _closure(graph, [n for n in graph.nodes() if n.op == "dequantize"],
+    after_dq = _closure([n for n in graph.nodes() if n.op == "dequantize"],
                         lambda n: users.get(n, []))
-    before_q = _closure(graph, [n for n in graph.nodes() if n.op == "quantize"],
-                        lambda n: n.inputs)
+    before_q = _closure([n for n in graph.nodes() if n.op == "quantize"], lambda n: n.inputs)
     out = []
     for n in graph.nodes():
         if n.op in QUANT_OPS or not isinstance(n.type, TensorType) or not is_float(n.dtype):
             continue
         if n in after_dq and n in before_q:
-            out.append(Island(n, _where(graph, n), _reason(graph, n, users)))
+            out.append(Island(n, describe(graph, n), _reason(graph, n, users)))
     return out
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 
-from .quant_plan import source
+from .quant_plan import source, weight_operand
 
 LIPSCHITZ_ONE = {"relu", "relu6", "clamp", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
                  "reduce_mean", "reduce_max", "reduce_min", "reshape", "flatten", "transpose",
@@ -95,9 +95,7 @@ def error_bound(graph: Graph, params: Mapping[Node, tuple[float, int]], ranges: 
         if n.op in ("input", "constant"):
             v = 0.0
         elif n in layers:
-            widx = next(i for i, x in enumerate(n.inputs) if x.op == "constant"
-                        and i in (0, 1)) if n.op == "matmul" else 1
-            xi = 1 - widx if n.op == "matmul" else 0
+            xi = 1 - weight_operand(n) if n.op == "matmul" else 0
             m = _magnitude(n.inputs[xi], ranges)
             if m is None:
                 v = float("inf")

@@ -24,7 +24,7 @@ import numpy as np
 
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
-from smelt.ir.types import is_float
+from smelt.ir.types import is_float, numpy_dtype
 from smelt.rewrite.contract import bounded
 from smelt.rewrite.driver import rewrite
 from smelt.rewrite.errors import PipelineParseError
@@ -75,20 +75,17 @@ def migrate(graph: Graph, scales: dict[Node, np.ndarray]) -> Graph:
     """x -> mul(x, 1/s) for each grouped input x; each consumer linear's W -> W diag(s)."""
     new: dict = {}
     for n in graph.nodes():
-        if n.inputs:
-            ins = [new.get(x, x) for x in n.inputs]
-            if n.op == "linear" and n.inputs[0] in scales:
-                s = scales[n.inputs[0]]
-                w = np.asarray(n.inputs[1].value, np.float64) * s[None, :]
-                ins[1] = Node.constant(w.astype(n.inputs[1].value.dtype))
-                ins[0] = new[("scaled", n.inputs[0])]
-            new[n] = Node.rebuild(n, ins) if n.op != "linear" or n.inputs[0] not in scales \
-                else Node.make("linear", ins)
+        ins = [new[x] for x in n.inputs]
+        if n.op == "linear" and n.inputs[0] in scales:
+            s = scales[n.inputs[0]]
+            w = np.asarray(n.inputs[1].value, np.float64) * s[None, :]
+            ins[0] = new[("scaled", n.inputs[0])]
+            ins[1] = Node.constant(w.astype(n.inputs[1].value.dtype))
+            new[n] = Node.make("linear", ins)
         else:
-            new[n] = n
+            new[n] = Node.rebuild(n, ins) if n.inputs else n
         if n in scales:
-            inv = (1.0 / scales[n]).astype(np.dtype(n.tensor_type.dtype) if n.dtype in (
-                "float32", "float64") else np.float32)
+            inv = (1.0 / scales[n]).astype(numpy_dtype(n.dtype))
             new[("scaled", n)] = Node.make("mul", (new[n], Node.constant(inv)))
     names = {new[n]: nm for n, nm in graph.names.items() if n in new}
     return Graph(graph.inputs, [new[o] for o in graph.outputs], graph.name, names,
