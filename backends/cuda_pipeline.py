@@ -30,6 +30,7 @@ from tvm.s_tir import dlight as dl
 
 from smelt.ir.errors import SmeltError
 
+from .cpu.pipeline import lower_to_kernels as cpu_lower_to_kernels
 from .cuda_target import CUDABuildError
 
 #: tried in order, first accepting rule wins; Fallback accepts any elementwise/injective nest
@@ -60,17 +61,9 @@ class CudaBuild:
 
 
 def lower_to_kernels() -> tvm.transform.Pass:
-    """Relax module -> fused, legalized (not yet scheduled) kernels."""
-    return tvm.transform.Sequential([
-        relax.backend.DispatchSampling(),
-        relax.backend.DispatchSortScan(),
-        relax.transform.LegalizeOps(),
-        relax.transform.AnnotateTIROpPattern(),
-        relax.transform.FoldConstant(),
-        relax.transform.FuseOps(),
-        relax.transform.FuseTIR(),
-        relax.transform.DeadCodeElimination(),
-    ])
+    """Relax module -> fused kernels legalized by TVM (the CPU pipeline's first stage without
+    smelt's AVX-512 weight packing)."""
+    return cpu_lower_to_kernels(legalize=None)
 
 
 def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target,

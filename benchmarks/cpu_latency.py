@@ -126,7 +126,7 @@ def prepare_torch(model: Any, inputs: tuple[Any, ...]) -> Runtime:
 
 
 def prepare_smelt(model: Any, inputs: tuple[Any, ...], pipeline: str, threads: int,
-                  name: str = "smelt") -> Runtime:
+                  name: str = "smelt", calibration: list[Any] | None = None) -> Runtime:
     import smelt
 
     rt = Runtime(name)
@@ -137,7 +137,7 @@ def prepare_smelt(model: Any, inputs: tuple[Any, ...], pipeline: str, threads: i
             warnings.simplefilter("ignore")
             traced = smelt.trace(model, inputs)
         t1 = time.perf_counter()
-        graph = smelt.Pipeline.parse(pipeline)(traced)
+        graph = smelt.Pipeline.parse(pipeline)(traced, calibration=calibration)
         t2 = time.perf_counter()
         module = smelt.compile(graph, "cpu", num_cores=threads)
         t3 = time.perf_counter()
@@ -499,10 +499,12 @@ def quiet_exporters() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def write_report(report: dict[str, Any], out: Path) -> str:
+def write_report(report: dict[str, Any], out: Path,
+                 render: Callable[[dict[str, Any]], str] | None = None) -> str:
+    """`out` (JSON) and the markdown `render(report)` beside it (.md); returns the markdown."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown_report(report)
+    text = (render or markdown_report)(report)
     out.with_suffix(".md").write_text(text + "\n")
     return text
 

@@ -26,7 +26,6 @@ quantizing, and onnxruntime int8 of the same net. Calibration: 240 training imag
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -48,10 +47,12 @@ from cpu_latency import (  # noqa: E402
     machine_facts,
     measure,
     prepare_onnxruntime,
+    prepare_smelt,
     prepare_torch,
     quiet_exporters,
     runtime_record,
     set_threads,
+    write_report,
 )
 from cpu_models import bench_models  # noqa: E402
 
@@ -69,30 +70,17 @@ def calibration_batches(inputs: tuple[Any, ...], n: int, seed: int = 0) -> list[
 
 def prepare_smelt_int8(model: Any, inputs: tuple[Any, ...], cal: list[np.ndarray],
                        threads: int, pipeline: str = INT8_PIPELINE) -> Runtime:
-    import smelt
+    """cpu_latency's smelt runtime on the quantized pipeline, with its kernel rules and any
+    float ops left between quantized tensors."""
     from smelt.passes.qdq_legality import legality
 
-    rt = Runtime("smelt_int8")
-    arrays = [x.numpy() for x in inputs]
-    try:
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = smelt.trace(model, inputs)
-        graph = smelt.Pipeline.parse(pipeline)(traced, calibration=cal)
-        t1 = time.perf_counter()
-        module = smelt.compile(graph, "cpu", num_cores=threads)
-        t2 = time.perf_counter()
-    except Exception as e:  # noqa: BLE001 - a result, not a crash
-        rt.error = _failure(e)
-        return rt
-    rt.call = lambda: module(*arrays)
-    rt.outputs = list(rt.call())
-    rules: dict[str, int] = {}
-    for r in module.kernels.values():
-        rules[str(r)] = rules.get(str(r), 0) + 1
-    rt.info = {"pipeline_s": t1 - t0, "compile_s": t2 - t1, "kernel_rules": rules,
-               "float_islands": [str(i) for i in legality(graph)]}
+    rt = prepare_smelt(model, inputs, pipeline, threads, "smelt_int8", calibration=cal)
+    if rt.call is not None:
+        rules: dict[str, int] = {}
+        for r in rt.info["module"].kernels.values():
+            rules[str(r)] = rules.get(str(r), 0) + 1
+        rt.info.update(kernel_rules=rules,
+                       float_islands=[str(i) for i in legality(rt.info["graph"])])
     return rt
 
 
@@ -300,12 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                          "warmup": args.warmup, "pipeline": INT8_PIPELINE},
               "machine": machine_facts(threads, load), "results": results,
               "summary": summary, "accuracy": accuracy}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    text = table(report)
-    out.with_suffix(".md").write_text(text + "\n")
-    print(text)
+    print(write_report(report, Path(args.out), table))
     return 0
 
 

@@ -28,7 +28,6 @@ Results: benchmarks/results/int8_layers.json and int8_layers.md beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -42,10 +41,10 @@ import torch
 import torch.nn.functional as F
 
 try:  # `python -m benchmarks.int8_layers` from the repository root
-    from benchmarks.cpu_latency import machine_facts, set_threads, settle
+    from benchmarks.cpu_latency import machine_facts, set_threads, settle, write_report
     from benchmarks.cpu_models import MobileNetV2, ResNet
 except ModuleNotFoundError:  # `python benchmarks/int8_layers.py`
-    from cpu_latency import machine_facts, set_threads, settle
+    from cpu_latency import machine_facts, set_threads, settle, write_report
     from cpu_models import MobileNetV2, ResNet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "int8_layers.json"
@@ -261,12 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                          "threads": args.threads, "quick": args.quick},
               "machine": machine_facts(threads, load), "results": records,
               "summary": summarize(records)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown(report)
-    out.with_suffix(".md").write_text(text + "\n")
-    print(text)
+    print(write_report(report, Path(args.out), markdown))
     return 0
 
 

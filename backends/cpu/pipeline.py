@@ -15,12 +15,15 @@ from .legalize import LEGALIZE
 from .schedule import schedule_cpu
 
 
-def lower_to_kernels(target: tvm.target.Target) -> tvm.transform.Pass:
-    """Relax module -> fused, legalized (not yet scheduled) kernels."""
+def lower_to_kernels(target: tvm.target.Target | None = None,
+                     legalize: dict | None = LEGALIZE) -> tvm.transform.Pass:
+    """Relax module -> fused, legalized (not yet scheduled) kernels. `legalize` overrides
+    TVM's legalization per op (smelt's packed CPU kernels by default; None: TVM's own, as
+    the CUDA pipeline uses)."""
     return tvm.transform.Sequential([
         relax.backend.DispatchSampling(),
         relax.backend.DispatchSortScan(),
-        relax.transform.LegalizeOps(customize_legalize_map=LEGALIZE),
+        relax.transform.LegalizeOps(customize_legalize_map=legalize),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
