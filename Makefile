@@ -6,9 +6,23 @@ STAMP := $(VENV)/.installed
 WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean toolchain
 
-setup: $(STAMP)
+# Cross toolchain and emulator for the microcontroller backend (target="c"), from Debian.
+ARM_TOOLS := arm-none-eabi-gcc qemu-system-arm
+ARM_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+setup: $(STAMP) toolchain
+
+toolchain:
+	@missing=""; for t in $(ARM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian: $(ARM_PACKAGES))"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(ARM_PACKAGES) >/dev/null || \
+	  { echo "error: could not install $(ARM_PACKAGES) with apt-get; install them, then run make again" >&2; exit 1; }; \
+	fi
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
