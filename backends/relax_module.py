@@ -10,8 +10,10 @@ from smelt.ir.graph import Graph
 from smelt.ir.types import TensorType
 
 from . import (
+    int4_lowering,  # noqa: F401  (linear_w4)
     qarith_lowering,  # noqa: F401  (qadd, qmean)
     quant_lowering,  # noqa: F401  (registers the quantized ops' lowerings)
+    sparse_lowering,  # noqa: F401  (linear24)
 )
 from .fused_lowering import LOWERING
 

@@ -30,7 +30,7 @@ import numpy as np
 from jax import lax
 from jax.scipy import special
 
-from smelt.backends import qarith_interop
+from smelt.backends import int4_interop, qarith_interop, sparse_interop
 from smelt.ir.errors import InterpretError, SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.op_table import OPS
@@ -50,7 +50,7 @@ JAX_DTYPES: dict[str, Any] = {
 STRUCTURAL = frozenset({"input", "constant"})
 #: ops whose reference arithmetic needs 64-bit types
 NEEDS_X64 = frozenset({"quantize", "dequantize", "qconv2d", "qlinear", "qmatmul",
-                       "requantize", "qadd", "qmean"})
+                       "requantize", "qadd", "qmean", "linear_w4"})
 HIGHEST = lax.Precision.HIGHEST
 
 
@@ -438,6 +438,8 @@ JAX_OPS: dict[str, Callable[..., Any]] = {
     "qmatmul": qmatmul, "requantize": requantize,
     "qadd": lambda a, b, **k: qarith_interop.qadd(jnp, JAX_DTYPES, a, b, **k),
     "qmean": lambda x, **k: qarith_interop.qmean(jnp, JAX_DTYPES, x, **k),
+    "linear_w4": lambda x, *w, **k: int4_interop.linear_w4(jnp, linear, x, *w, **k),
+    "linear24": lambda x, *w: sparse_interop.linear24(jnp, linear, x, *w),
 }
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from smelt.backends import qarith_interop
+from smelt.backends import int4_interop, qarith_interop, sparse_interop
 from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
@@ -396,6 +396,8 @@ TORCH_OPS: dict[str, Callable[..., Any]] = {
     "qmatmul": qmatmul, "requantize": requantize,
     "qadd": lambda a, b, **k: qarith_interop.qadd(torch, TORCH_DTYPES, a, b, **k),
     "qmean": lambda x, **k: qarith_interop.qmean(torch, TORCH_DTYPES, x, **k),
+    "linear_w4": lambda x, *w, **k: int4_interop.linear_w4(torch, linear, x, *w, **k),
+    "linear24": lambda x, *w: sparse_interop.linear24(torch, linear, x, *w),
 }
 
 

@@ -30,8 +30,8 @@ register_pass("canonicalize", canonicalize)
 __all__ = ["CANONICALIZE", "FOLD_CONSTANTS", "FUSE", "IDENTITIES", "canonicalize", "fuse"]
 __all__ += ["FOLD_BN", "equalize_weights", "fold_batch_norm"]
 
-from . import qdq_legality, quantize, smoothing, smoothquant  # noqa: E402,F401  (registers them)
+from . import awq, pack_int4, qdq_legality, quantize, smoothing, smoothquant  # noqa: E402,F401
 from .fold_qdq import FOLD_QDQ  # noqa: E402
 
 __all__ += ["FOLD_QDQ"]
-from . import pruning  # noqa: E402,F401  (registers prune-channels)
+from . import pruning, sparsity24  # noqa: E402,F401  (prune-channels, sparsify-24, pack-24)

@@ -78,9 +78,12 @@ def _activation_operands(n: Node) -> list[Node]:
             and (x.op != "constant" or bool(np.all(np.isfinite(x.value))))]
 
 
-def plan(graph: Graph, activations: bool, describe) -> Plan:
-    """The sources to quantize (when `activations`) and the weighted layers of `graph`."""
-    layers = [n for n in graph.nodes() if n.op in WEIGHTED and weight_operand(n) is not None]
+def plan(graph: Graph, activations: bool, describe, ops: tuple[str, ...] = QUANTIZABLE
+         ) -> Plan:
+    """The sources to quantize (when `activations`) and the weighted layers of `graph`,
+    among the layers whose op is in `ops` (all quantizable ops by default)."""
+    layers = [n for n in graph.nodes()
+              if n.op in WEIGHTED and n.op in ops and weight_operand(n) is not None]
     notes: list[str] = []
     for n in graph.nodes():
         if n.op.startswith("fused_"):
@@ -92,7 +95,7 @@ def plan(graph: Graph, activations: bool, describe) -> Plan:
         return Plan([], layers, notes)
     wanted: list[Node] = []
     for n in graph.nodes():
-        if n.op in QUANTIZABLE and is_float(n.dtype):
+        if n.op in ops and is_float(n.dtype):
             wanted += _activation_operands(n)
     wanted += [o for o in graph.outputs if is_float(o.dtype)]
     seen: set[Node] = set()

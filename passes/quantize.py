@@ -38,10 +38,11 @@ from . import qscales
 from .calibration import calibrate
 from .observers import OBSERVERS, make_observer
 from .quant_bound import LayerError, error_bound
-from .quant_plan import output_source, plan, source, weight_operand
+from .quant_plan import QUANTIZABLE, output_source, plan, source, weight_operand
 
 SCHEMES = ("w8a8", "w8a8-tensor", "w8", "w4a16")
 ACT = {"bits": 8, "signed": False, "qmin": 0, "qmax": 255}
+W4_QMAX = 7
 
 
 class QuantizationSetupError(PipelineParseError):
@@ -68,6 +69,21 @@ def quantize_values(v: np.ndarray, scale: np.ndarray, lo: int, hi: int, dtype) -
     return np.clip(np.rint(np.asarray(v, np.float64) / scale), lo, hi).astype(dtype)
 
 
+def group_size(k: int, group: int) -> int:
+    """The w4a16 group of a layer with k input features: `group`, or all k when they are
+    fewer or not a multiple of it."""
+    g = min(group, k)
+    return g if k % g == 0 else k
+
+
+def group_quantize(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """w4a16's round to nearest of a linear weight (N, K): int8 rows (N K / g, g) of values in
+    [-7, 7] and one 10-bit-mantissa scale per row (g = group_size(K, group))."""
+    rows = np.asarray(w, np.float64).reshape(-1, group_size(w.shape[1], group))
+    s = qscales.weight_scale(np.abs(rows).max(axis=1) / W4_QMAX, None)
+    return quantize_values(rows, s[:, None], -W4_QMAX, W4_QMAX, np.int8), s
+
+
 def dq(value: np.ndarray, scale, axis: int | None) -> Node:
     scale = tuple(float(s) for s in np.ravel(scale))
     return Node.make("dequantize", (Node.constant(value),), scale=scale,
@@ -87,10 +103,7 @@ def quantized_layer(layer: Node, ins: list[Node], scheme: str, s_x: float | None
     w = np.asarray(layer.inputs[widx].value, np.float64)
     qmax = 7 if scheme == "w4a16" else 127
     if scheme == "w4a16" and layer.op == "linear":
-        g = min(group, w.shape[1]) if w.shape[1] % min(group, w.shape[1]) == 0 else w.shape[1]
-        rows = w.reshape(-1, g)
-        s = qscales.weight_scale(np.abs(rows).max(axis=1) / qmax, None)
-        q = quantize_values(rows, s[:, None], -qmax, qmax, np.int8)
+        q, s = group_quantize(w, group)
         new_w = Node.make("reshape", (dq(q, s, 0),), shape=w.shape)
         err = LayerError.of(layer, widx, w, (q * s[:, None]).reshape(w.shape), None)
         return _rebuilt(layer, ins, widx, new_w, None), err
@@ -121,6 +134,18 @@ def _rebuilt(layer: Node, ins: list[Node], widx: int, w: Node, b: Node | None) -
     return Node.make(layer.op, ins, **layer.attrs)
 
 
+def quantized_ops(ops: str | None) -> tuple[str, ...]:
+    """The op kinds `ops='linear,matmul'` asks to quantize (None: all quantizable ops)."""
+    if ops is None:
+        return QUANTIZABLE
+    names = tuple(o.strip() for o in str(ops).split(",") if o.strip())
+    bad = [o for o in names if o not in QUANTIZABLE]
+    if bad or not names:
+        raise PipelineParseError(f"quantize: ops={ops!r} names {', '.join(bad) or 'no op'}; "
+                                 f"give a comma-separated subset of {', '.join(QUANTIZABLE)}")
+    return names
+
+
 # -- the pass --------------------------------------------------------------------------------
 class Quantize(Pass):
     """quantize(scheme='w8a8'|'w8a8-tensor'|'w8'|'w4a16', observer='minmax', group=128)."""
@@ -128,7 +153,8 @@ class Quantize(Pass):
     name = "quantize"
 
     def __init__(self, scheme: str = "w8a8", *, observer: str = "minmax", group: int = 128,
-                 progress: bool | None = None, **observer_options) -> None:
+                 ops: str | None = None, progress: bool | None = None,
+                 **observer_options) -> None:
         if scheme not in SCHEMES:
             raise PipelineParseError(f"quantize: unknown scheme {scheme!r}; choose one of "
                                      f"{', '.join(SCHEMES)}")
@@ -137,6 +163,7 @@ class Quantize(Pass):
                                      f"{', '.join(OBSERVERS)}")
         if not (isinstance(group, int) and group > 0):
             raise PipelineParseError(f"quantize: group must be a positive int, got {group!r}")
+        self.ops = quantized_ops(ops)
         make_observer(observer, **observer_options)  # options checked now, not mid-pipeline
         self.scheme, self.observer, self.group, self.progress = scheme, observer, group, progress
         self.observer_options = dict(observer_options)
@@ -145,12 +172,14 @@ class Quantize(Pass):
             self.options["observer"] = observer
         if scheme == "w4a16" and group != 128:
             self.options["group"] = group
+        if ops is not None:
+            self.options["ops"] = ",".join(self.ops)
         self.options.update(observer_options)
         self.contract = bounded(float("inf"))
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         acts = self.scheme.endswith("a8") or self.scheme == "w8a8-tensor"
-        p = plan(graph, acts, lambda n: describe(graph, n))
+        p = plan(graph, acts, lambda n: describe(graph, n), self.ops)
         ranges = {}
         observed = [n for n in p.sources if n.op != "constant"]
         for layer in p.layers:

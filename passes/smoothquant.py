@@ -26,7 +26,7 @@ from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 from smelt.ir.types import is_float, numpy_dtype
 from smelt.rewrite.contract import bounded
-from smelt.rewrite.driver import rewrite
+from smelt.rewrite.driver import RewriteResult, rewrite
 from smelt.rewrite.errors import PipelineParseError
 from smelt.rewrite.passes import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass
@@ -93,13 +93,13 @@ def migrate(graph: Graph, scales: dict[Node, np.ndarray]) -> Graph:
 
 
 def where_scales_went(graph: Graph, smoothed: Graph, grouped: dict[Node, list[Node]]
-                      ) -> list[str]:
+                      ) -> list[tuple[Node, str]]:
     """Per smoothed linear layer, where its input's scale went: into the producer (the rule
     fired) or an explicit multiply (the producer has other users, or no rule takes it)."""
     before = [n for n in graph.nodes() if n.op == "linear"]
     after = [n for n in smoothed.nodes() if n.op == "linear"]
     if len(before) != len(after):  # pragma: no cover - the rules never add or drop layers
-        return ["could not match the layers before and after smoothing"]
+        return [(n, "could not match the layers before and after smoothing") for n in before]
     notes = []
     for old, new in zip(before, after, strict=True):
         x = old.inputs[0]
@@ -110,8 +110,34 @@ def where_scales_went(graph: Graph, smoothed: Graph, grouped: dict[Node, list[No
         where = (f"kept as an explicit multiply after {describe(graph, x)} (it has other "
                  "users, or nothing can absorb it)" if kept
                  else f"absorbed into {describe(graph, x)}")
-        notes.append(f"{describe(graph, old)}: smoothed, scale {where}")
+        notes.append((old, f"scale {where}"))
     return notes
+
+
+def smoothable(graph: Graph, explicit: bool) -> tuple[dict[Node, list[Node]], list[str]]:
+    """The groups of linear layers to smooth (by shared input) and a note for each layer left
+    out; unless `explicit`, only groups whose scale a smoothing rule can absorb."""
+    grouped, notes = groups(graph)
+    if not explicit:
+        users = graph.users()
+        for x in list(grouped):
+            if not absorbable(x, users, grouped[x]):
+                notes += [f"{describe(graph, n)}: not smoothed, nothing absorbs a scale "
+                          f"on its input ({describe(graph, x)} has other users or is "
+                          "not a layer norm, linear or constant multiply); "
+                          "explicit=True keeps an explicit multiply"
+                          for n in grouped.pop(x)]
+    return grouped, notes
+
+
+def apply_migration(graph: Graph, grouped: dict[Node, list[Node]],
+                    scales: dict[Node, np.ndarray]
+                    ) -> tuple[RewriteResult, list[tuple[Node, str]]]:
+    """The exact migration of `scales` (per grouped input) into the weights, its multiplies
+    absorbed by the smoothing rules, and per smoothed layer where its scale went."""
+    smoothed = rewrite(migrate(graph, scales), SMOOTH)
+    return smoothed, where_scales_went(graph, smoothed.graph,
+                                       {x: v for x, v in grouped.items() if x in scales})
 
 
 class SmoothQuant(Pass):
@@ -137,16 +163,7 @@ class SmoothQuant(Pass):
         if not ctx.calibration:
             raise QuantizationSetupError("smoothquant needs calibration batches for the "
                                          "activation ranges: pipeline(graph, calibration=...)")
-        grouped, notes = groups(graph)
-        if not self.explicit:
-            users = graph.users()
-            for x in list(grouped):
-                if not absorbable(x, users, grouped[x]):
-                    notes += [f"{describe(graph, n)}: not smoothed, nothing absorbs a scale "
-                              f"on its input ({describe(graph, x)} has other users or is "
-                              "not a layer norm, linear or constant multiply); "
-                              "smoothquant(explicit=True) keeps an explicit multiply"
-                              for n in grouped.pop(x)]
+        grouped, notes = smoothable(graph, self.explicit)
         observers = {x: make_observer("minmax", axis=len(x.shape) - 1) for x in grouped}
         done = calibrate(graph, ctx.calibration, observers) if observers else {}
         scales = {}
@@ -155,9 +172,8 @@ class SmoothQuant(Pass):
             x_max = np.maximum(np.abs(r.seen_lo), np.abs(r.seen_hi))
             scales[x] = smoothing_scales(x_max, [np.asarray(n.inputs[1].value) for n in layers],
                                          self.alpha)
-        migrated = migrate(graph, scales)
-        smoothed = rewrite(migrated, SMOOTH)
-        notes = where_scales_went(graph, smoothed.graph, grouped) + notes
+        smoothed, where = apply_migration(graph, grouped, scales)
+        notes = [f"{describe(graph, n)}: smoothed, {w}" for n, w in where] + notes
         q = self.quantize(smoothed.graph, ctx=ctx)
         self.contract = q.report.contract
         return PassResult(q.graph, True, {"notes": notes + list(q.report.notes),

@@ -187,6 +187,23 @@ class LlamaBlock(nn.Module):
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
 
 
+def plant_outliers(block: LlamaBlock, channels: tuple[int, ...] = (3, 17, 40),
+                   factor: float = 40.0) -> LlamaBlock:
+    """Give `channels` of both RMSNorm outputs of a LlamaBlock `factor` times the others'
+    magnitude, its function unchanged: those channels' norm weights are multiplied by
+    `factor` and the matching input columns of the linears reading the norm (wq, wk, wv;
+    gate, up) divided by it. The outliers then live in the activations only, compensated by
+    small weights, as the emergent outlier features of trained LLMs do (Dettmers et al.
+    2022): the case SmoothQuant and AWQ are for."""
+    ch = list(channels)
+    with torch.no_grad():
+        for norm, readers in ((block.norm1, (block.wq, block.wk, block.wv)),
+                              (block.norm2, (block.gate, block.up))):
+            norm.weight[ch] *= factor
+            for lin in readers:
+                lin.weight[:, ch] /= factor
+    return block
+
 class TinyActs(nn.Module):
     """Every activation and a few odd ops in one small model."""
 

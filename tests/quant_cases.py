@@ -330,6 +330,34 @@ def python_qmean(x, *, axes, keepdims, x_scale, x_zp, out_scale, **out):
     return torch.from_numpy(res)
 
 
+# -- linear_w4 (ir/ops/int4.py): 4-bit weights two per byte, low nibble first ------------------
+@st.composite
+def linear_w4_examples(draw: st.DrawFn):
+    rng = _rng(draw)
+    k = 2 * draw(st.integers(1, 12))
+    n = draw(st.integers(1, 6))
+    group = draw(st.sampled_from([g for g in range(1, k + 1) if k % g == 0]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    x = rng.normal(size=draw(sst.shapes(0, 2, 1, 3)) + (k,)).astype(dtype)
+    packed = rng.integers(0, 256, size=(n, k // 2)).astype(np.uint8)
+    scales = rng.uniform(0.01, 2.0, size=(n, k // group)).astype(dtype)
+    args = (x, packed, scales)
+    if draw(st.booleans()):
+        args += (rng.normal(size=n).astype(dtype),)
+    term = float(np.abs(x).max() * 8 * scales.max()) + (float(np.abs(args[3]).max())
+                                                         if len(args) == 4 else 0.0)
+    return args, {"group": group}, k, term
+
+
+def torch_linear_w4(x, packed, scales, bias=None, *, group):
+    """Independent: nibbles by shifts and masks, sign from the high bit, float64 linear."""
+    p = packed.to(torch.int64)
+    nib = torch.stack([p & 15, p >> 4], dim=-1).reshape(p.shape[0], -1)
+    q = torch.where(nib >= 8, nib - 16, nib).to(torch.float64)
+    w = q * scales.to(torch.float64).repeat_interleave(group, dim=1)
+    return F.linear(x.to(torch.float64), w, None if bias is None else bias.to(torch.float64))
+
+
 # op -> (examples of (operands, attrs), reference, exact, error term); test_ops_reference
 # wraps these into its CASES
 QUANT_CASES = {
@@ -341,4 +369,5 @@ QUANT_CASES = {
     "requantize": (requantize_examples(), python_requantize, True, "result"),
     "qadd": (qadd_examples(), python_qadd, True, "result"),
     "qmean": (qmean_examples(), python_qmean, True, "result"),
+    "linear_w4": (linear_w4_examples(), torch_linear_w4, False, "operands"),
 }

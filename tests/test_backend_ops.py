@@ -52,7 +52,8 @@ from smelt.rewrite import strategies as sst
 
 #: ops whose weight (and bias) operands may be bound as constants, which routes them to
 #: smelt's packed kernels
-CONTRACTIONS = ("conv2d", "linear", "matmul", "fused_matmul", "fused_conv2d", "fused_linear")
+CONTRACTIONS = ("conv2d", "linear", "matmul", "fused_matmul", "fused_conv2d", "fused_linear",
+                "linear24")
 
 
 def _no_torch(*args: Any, **attrs: Any) -> None:

@@ -223,7 +223,7 @@ BAD_INPUT = [
     pytest.param(["inspect", "models.py:raises"], 1,
                  "raises() raised RuntimeError: weights file missing", id="factory-raises"),
     pytest.param(["compile", "models.py:tiny", "--pipeline", "fold-bn,frobnicate", "--out", "o"],
-                 2, "unknown pass 'frobnicate'; registered passes: canonicalize",
+                 2, "unknown pass 'frobnicate'; registered passes: awq, canonicalize",
                  id="unknown-pass"),
     pytest.param(["compile", "models.py:tiny", "--target", "tpu", "--out", "o"], 2, "'cpu'",
                  id="unknown-target"),

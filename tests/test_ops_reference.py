@@ -399,6 +399,29 @@ def linear_examples(draw: st.DrawFn) -> Example:
 
 
 @st.composite
+def linear24_examples(draw: st.DrawFn) -> Example:
+    """2:4-compressed weights: values (N, K/2) and any meta bytes (slots naming one
+    position add), so canonical packings and arbitrary ones are both met."""
+    lead = draw(sst.shapes(0, 2, 1, 4))
+    k, o = 4 * draw(st.integers(1, 10)), draw(st.integers(1, 6))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    x, v = draw(values(lead + (k,), dtype)), draw(values((o, k // 2), dtype))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    meta = rng.integers(0, 256, (o, (k // 2 + 3) // 4)).astype(np.uint8)
+    b = (draw(values((o,), dtype)),) if draw(st.booleans()) else ()
+    return Example((x, v, meta) + b, k=k // 2, term=dot_term(x, v, *b))
+
+
+def torch_linear24(x, v, meta, b=None):
+    """Slot r of row n at column 4 (r // 2) + ((meta[n, r // 4] >> 2 (r % 4)) & 3)."""
+    w = torch.zeros(v.shape[0], x.shape[-1], dtype=v.dtype)
+    for r in range(v.shape[1]):
+        col = 4 * (r // 2) + ((meta[:, r // 4].long() >> (2 * (r % 4))) & 3)
+        w[torch.arange(v.shape[0]), col] += v[:, r]
+    return F.linear(x, w, b)
+
+
+@st.composite
 def matmul_examples(draw: st.DrawFn) -> Example:
     """Rank-1 operands (vector dot, matrix-vector) and batched operands whose batch axes
     broadcast against each other."""
@@ -851,6 +874,7 @@ CASES: dict[str, Case] = {
     "cast": Case(cast_examples(), torch_cast, exact=True),
     "conv2d": Case(conv2d_examples(), torch_conv2d),
     "linear": Case(linear_examples(), F.linear),
+    "linear24": Case(linear24_examples(), torch_linear24),
     "matmul": Case(matmul_examples(), torch.matmul),
     "fused_matmul": Case(fused_examples(matmul_examples(),
                                         lambda ex: np.matmul(*ex.args), False),

@@ -16,7 +16,8 @@ from functools import partial
 import tvm
 from tvm import s_tir, tirx
 
-from . import sched_generic, sched_int8, sched_tiles
+from . import sched_generic, sched_int4, sched_int8, sched_tiles
+from .sched_sparse import linear24 as sparse24
 
 SCHEDULE_ATTR = "smelt.schedule"
 
@@ -28,6 +29,8 @@ RULES: list[tuple[str, Callable[[s_tir.Schedule], bool]]] = [
     ("int8-depthwise-window", sched_int8.qdwconv_window),
     ("int8-depthwise", sched_int8.qdwconv),
     ("int8-pack", sched_int8.pack),
+    ("int4-dense", sched_int4.dense_w4),
+    ("sparse-24", sparse24),
     ("dense", sched_tiles.dense),
     ("matmul", sched_tiles.matmul),
     ("conv2d", sched_tiles.conv2d),

@@ -1,3 +1,16 @@
 """Op definitions. Importing this package fills `smelt.ir.op_table.OPS`."""
 
-from . import elementwise, fused, nn, norm, pool, qarith, quant, reduce, shape, sources  # noqa: F401
+from . import (  # noqa: F401  (each module registers its ops)
+    elementwise,
+    fused,
+    int4,  # linear_w4: 4-bit packed weights
+    nn,
+    norm,
+    pool,
+    qarith,
+    quant,
+    reduce,
+    shape,
+    sources,
+    sparse,  # linear24: 2:4-compressed weights
+)
