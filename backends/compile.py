@@ -12,6 +12,8 @@ are also kept on disk (backends/disk_cache.py), so a later process loads the lib
 of building it; `module.cache` says "built", "memory" or "disk".
 `target="cuda"` (with `arch=`, default sm_90) builds kernels with nvcc into a fatbin instead
 (backends/cuda_pipeline.py, cuda_module.py).
+`target="c"` (with `board=`, e.g. "mps2-an386", and `out_dir=`) emits, builds and measures a
+C project for a microcontroller (backends/mcu/module.py): a `CModule`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def signature(graph: Graph) -> dict[str, Any]:
 def compile_graph(graph: Graph, target: str = "cpu", *, schedule: bool = True, tune: int = 0,
                   tuning_dir: str | Path | None = None, cache_dir: str | Path | bool | None = None,
                   **options: Any) -> CompiledModule:
+    if target == "c":  # a C project for a microcontroller board (backends/mcu)
+        from .mcu.module import compile_c
+
+        return compile_c(graph, **options)
     if isinstance(tune, bool) or not isinstance(tune, int) or tune < 0:
         raise TuningError(f"tune= is the number of MetaSchedule trials per kernel (an int >= 0, "
                           f"0: no tuning), got {tune!r}")

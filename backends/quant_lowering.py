@@ -33,12 +33,18 @@
       zero points' row and column sums added in the epilogue (`_qmatmul_int8`).
   Whatever was padded is sliced off after the bias add (the slice fuses too); other group
   counts, non-zero w_zp, other dtypes and non-constant weights keep the generic route.
+  Under `plain_int8()` (the C target) qconv2d and qlinear take the same sums on plain
+  layouts instead: no packing, no lane padding (`_plain_conv`, `_plain_dense`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import numpy as np
-from tvm import relax, tirx
+from tvm import relax, te, tirx
 
 from smelt.ir.node import Node
 from smelt.ir.ops.nn import _pads
@@ -145,6 +151,38 @@ def _rhe_split(m, s):
     return rescale, "int32"
 
 
+_INTEGER_ONLY: ContextVar[bool] = ContextVar("smelt_integer_only_requantize", default=False)
+
+
+@contextmanager
+def integer_only() -> Iterator[None]:
+    """Within this block requantize lowers to its integer forms only (never `_rhe_float`):
+    the C target (backends/mcu) builds integer graphs for cores without an FPU, and its C
+    code generator has no `llvm.lrint`."""
+    token = _INTEGER_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _INTEGER_ONLY.reset(token)
+
+
+_PLAIN_INT8: ContextVar[bool] = ContextVar("smelt_plain_int8_kernels", default=False)
+
+
+@contextmanager
+def plain_int8() -> Iterator[None]:
+    """Within this block the int8 fast path's qconv2d and qlinear run on plain NCHW / (N, K)
+    kernels (`_plain_conv`, `_plain_dense`): no input packed into 4-channel words, no
+    weight padded to 8 or 16 lanes, no depthwise row rounded up to whole vectors. For the C
+    target (backends/mcu): a scalar core gains nothing from the x86 layouts, and every
+    packed copy of an activation costs arena bytes (and a padded lane, multiply-adds)."""
+    token = _PLAIN_INT8.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_INT8.reset(token)
+
+
 FLOAT_MAX_SHIFT = 44  # n <= 44: see _rhe_float
 FLOAT_MAX_RANGE = 2**9  # |qmin - out_zp|, |qmax - out_zp| below it (8-bit outputs)
 
@@ -178,7 +216,8 @@ def _requantize(bb, n: Node, xs):
         return _per_channel_operand(values, dt, a["axis"], rank, operands)
 
     m, shift = _rescale(a)
-    if shift.max() <= FLOAT_MAX_SHIFT and max(abs(lo - zp), abs(hi - zp)) < FLOAT_MAX_RANGE:
+    if (not _INTEGER_ONLY.get() and shift.max() <= FLOAT_MAX_SHIFT
+            and max(abs(lo - zp), abs(hi - zp)) < FLOAT_MAX_RANGE):
         r = np.ldexp(m.astype(np.float64), -shift)
         rescale, acc_t = _rhe_float(operand(r, "float64"), lo - zp, hi - zp, r.max() < 1)
     elif shift.min() >= 33:
@@ -253,7 +292,47 @@ def _bias_then_trim(bb, y, n: Node, w: np.ndarray, axis: int):
     return R.strided_slice(bb.emit(y), cut, [0] * len(cut), [want[i] for i in cut])
 
 
+def _plain_conv(x: te.Tensor, w: te.Tensor, out_hw: tuple[int, int], stride, dilation,
+                depthwise: bool) -> te.Tensor:
+    """uint8 (or int8, read as uint8) NCHW, already padded, x int8 (O, C / groups, KH, KW)
+    -> int32 NCHW; groups = 1 or depthwise."""
+    o, ci, kh, kw = (int(d) for d in w.shape)
+    (sh, sw), (dh, dw) = stride, dilation
+    c, ry, rx = (te.reduce_axis((0, e), name) for e, name in ((ci, "c"), (kh, "ry"), (kw, "rx")))
+
+    def body(b, oc, y, z):
+        v = I.as_uint8(x[b, oc if depthwise else c, y * sh + ry * dh, z * sw + rx * dw], x.dtype)
+        return te.sum(v.astype("int32") * w[oc, c, ry, rx].astype("int32"), axis=[c, ry, rx])
+
+    return te.compute((int(x.shape[0]), o, *out_hw), body, name="smelt_qconv2d_plain")
+
+
+def _plain_dense(x: te.Tensor, w: te.Tensor) -> te.Tensor:
+    """uint8 (or int8, read as uint8) X[..., K] x int8 W[N, K] -> int32 [..., N]."""
+    lead, k = [int(d) for d in x.shape[:-1]], te.reduce_axis((0, int(x.shape[-1])), "k")
+
+    def body(*idx):
+        *m, j = idx
+        return te.sum(I.as_uint8(x[(*m, k)], x.dtype).astype("int32")
+                      * w[j, k].astype("int32"), axis=k)
+
+    return te.compute((*lead, int(w.shape[0])), body, name="smelt_qdense_plain")
+
+
+def _qconv2d_int8_plain(bb, n: Node, xs, w: np.ndarray):
+    a = n.attrs
+    pads = _pads(a["padding"])
+    x = xs[0]
+    if any(pads):
+        x = bb.emit_te(I.pad_nchw, x, pads, _uint8_zp(n), primfunc_name_hint="i8pad")
+    y = bb.emit_te(_plain_conv, x, relax.const(w, "int8"), n.shape[2:], tuple(a["stride"]),
+                   tuple(a["dilation"]), a["groups"] != 1, primfunc_name_hint="qconv2d")
+    return _bias_then_trim(bb, y, n, w, 1)
+
+
 def _qconv2d_int8(bb, n: Node, xs, w: np.ndarray):
+    if _PLAIN_INT8.get():
+        return _qconv2d_int8_plain(bb, n, xs, w)
     a = n.attrs
     pads, out_hw = _pads(a["padding"]), n.shape[2:]
     conv = (tuple(a["stride"]), tuple(a["dilation"]))
@@ -299,6 +378,10 @@ def _qlinear_int8(bb, n: Node, xs, w: np.ndarray):
     x_shape = n.inputs[0].shape
     k = x_shape[-1]
     x = xs[0] if len(x_shape) > 1 else bb.emit(R.reshape(xs[0], (1, k)))
+    if _PLAIN_INT8.get():
+        y = bb.emit_te(_plain_dense, x, relax.const(w, "int8"), primfunc_name_hint="qdense")
+        y = _bias_then_trim(bb, y, n, w, -1)
+        return y if len(x_shape) > 1 else R.reshape(bb.emit(y), n.shape)
     if k % I.CHANNEL_GROUP or n.inputs[0].dtype == "int8":
         x = bb.emit_te(I.pad_k, x, I.round_up(k, I.CHANNEL_GROUP), primfunc_name_hint="i8pack")
     lanes = _lanes(w.shape[0])

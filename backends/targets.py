@@ -42,5 +42,10 @@ def make_target(target: str, **options) -> tvm.target.Target:
         from .cuda_target import cuda_target
 
         return cuda_target(options.get("arch"))
-    raise TargetError(f"unknown target {target!r}; smelt compiles for 'cpu' and 'cuda' (a C "
-                      "target is planned)")
+    if target == "c":  # C source for a board (backends/mcu); the board is checked here
+        from .mcu.boards import get_board
+
+        get_board(options.get("board"))
+        return tvm.target.Target({"kind": "c"})
+    raise TargetError(f"unknown target {target!r}; smelt compiles for 'cpu', 'cuda' and 'c' "
+                      "(C for a microcontroller board: board='mps2-an386', ...)")

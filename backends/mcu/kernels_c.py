@@ -1,0 +1,121 @@
+"""The graph's kernels as C: smelt's Relax lowering, TVM's legalization and fusion, then TVM's
+C code generator on every TIR function.
+
+- Requantize lowers to its integer forms only (`quant_lowering.integer_only`): an integer
+  graph then has no float arithmetic, and the C generator has no `llvm.lrint` anyway.
+- int8 convolutions and linears run on plain layouts (`quant_lowering.plain_int8`): no
+  activation packed into 4-channel words (a second arena copy), no lanes padded.
+- TVM's own legalization (not smelt's x86-packed CPU kernels); the kernels stay plain loops,
+  which is what a C compiler for a single-issue core wants, except that `schedule_c` moves
+  each reduction's epilogue under its spatial loops, so a fused kernel's int32 accumulator
+  tensor shrinks to a scalar or a row instead of a whole-tensor workspace block.
+- `reshape` kernels become views (RewriteDataflowReshape): no copy, no arena bytes.
+- Argument checks are stripped (`tirx.disable_assert`) except where `checks=True` (the host
+  build, where they validate the call sequence's tensor metadata under the sanitizers).
+- Kernels take large temporaries from `TVMBackendAllocWorkspace` (constant sizes, freed in
+  LIFO order): `workspace_bytes` replays each kernel's allocations in source order and
+  keeps the largest total, every block rounded up to `WORKSPACE_ALIGN`.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax, tirx
+
+from smelt.ir.graph import Graph
+
+from ..cpu.pipeline import lower_to_kernels
+from ..quant_lowering import integer_only, plain_int8
+from ..relax_module import to_relax
+from .schedule_c import schedule_kernels
+
+WORKSPACE_ALIGN = 16
+ELEMWISE = 0  # AnnotateTIROpPattern's kElemWise
+
+
+@dataclass(frozen=True)
+class Kernels:
+    main: relax.Function
+    source: str  # C of every kernel, as TVM's C generator wrote it
+    names: tuple[str, ...]
+    elementwise: frozenset[str]
+    workspace_bytes: int
+    rules: dict[str, str | None]  # kernel -> the schedule_c rule that shrank it (None: none)
+
+
+def c_target() -> tvm.target.Target:
+    return tvm.target.Target({"kind": "c"})
+
+
+def fused_kernels(graph: Graph, plain: bool = True) -> tvm.IRModule:
+    """`graph` lowered as the C target lowers it: integer-only requantize, plain int8 layouts
+    (unless `plain=False`), legalized and fused into (unscheduled) TIR kernels, the Relax
+    main a sequence of calls to them."""
+    with integer_only(), plain_int8() if plain else nullcontext():
+        mod = to_relax(graph)
+    target = c_target()
+    with tvm.transform.PassContext(opt_level=3), target:
+        mod = lower_to_kernels(target, legalize=None)(mod)
+        mod = relax.transform.RewriteDataflowReshape()(mod)
+        return relax.transform.DeadCodeElimination()(mod)
+
+
+def lower_graph(graph: Graph, checks: bool = False, schedule: bool = True,
+                plain: bool = True) -> Kernels:
+    """The kernels of `graph` as C. To compare against: `schedule=False` skips `schedule_c`,
+    `plain=False` keeps the int8 fast path's x86 layouts (packed inputs, padded lanes)."""
+    mod = fused_kernels(graph, plain)
+    funcs = {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tirx.PrimFunc)}
+    elementwise = frozenset(name for name, f in funcs.items()
+                            if f.attrs is not None and "op_pattern" in f.attrs
+                            and int(f.attrs["op_pattern"]) == ELEMWISE)
+    rules: dict[str, str | None] = dict.fromkeys(funcs)
+    if schedule:
+        funcs, rules = schedule_kernels(funcs)
+    tir = tvm.IRModule({name: f.with_attr("global_symbol", name) for name, f in funcs.items()})
+    with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": not checks}):
+        source = fix_literals(tvm.compile(tir, target=c_target()).mod.inspect_source())
+    return Kernels(mod["main"], source, tuple(sorted(funcs)), elementwise,
+                   workspace_bytes(source), rules)
+
+
+_NONFINITE = {  # TVM's C generator prints these as bare words, which no C header defines
+    re.compile(r"(?<![\w.])inff(?![\w.])"): "INFINITY",
+    re.compile(r"(?<![\w.])inf(?![\w.])"): "((double)INFINITY)",
+    re.compile(r"(?<![\w.])nanf(?![\w.(])"): "NAN",
+}
+
+
+def fix_literals(source: str) -> str:
+    """Infinities and NaNs as <math.h>'s INFINITY and NAN (the source includes it)."""
+    for pattern, literal in _NONFINITE.items():
+        source = pattern.sub(literal, source)
+    return source
+
+
+_FUNC = re.compile(r"^TVM_DLL int32_t (__tvm_ffi_\w+)\(.*\) \{$", re.MULTILINE)
+_ALLOC = re.compile(r"(\w+) = \(\(\w+\*\)\(\(\w+\*\)TVMBackendAllocWorkspace\(\w+, \w+, "
+                    r"\(uint64_t\)(\d+)ULL")
+_FREE = re.compile(r"TVMBackendFreeWorkspace\(\w+, \w+, (\w+)\)")
+
+
+def workspace_bytes(source: str) -> int:
+    """The most workspace bytes any one kernel holds at once (each block aligned)."""
+    starts = [m.start() for m in _FUNC.finditer(source)] + [len(source)]
+    peak = 0
+    for a, b in zip(starts, starts[1:], strict=False):
+        body = source[a:b]
+        events = sorted([(m.start(), m.group(1), int(m.group(2))) for m in _ALLOC.finditer(body)]
+                        + [(m.start(), m.group(1), None) for m in _FREE.finditer(body)])
+        held: dict[str, int] = {}
+        for _, name, size in events:
+            if size is None:
+                held.pop(name, None)
+            else:
+                held[name] = -(-size // WORKSPACE_ALIGN) * WORKSPACE_ALIGN
+            peak = max(peak, sum(held.values()))
+    return peak

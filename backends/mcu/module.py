@@ -1,0 +1,133 @@
+"""`smelt.compile(graph, "c", board=...)`: a C project for a microcontroller (or the host),
+built, measured, and callable like any compiled module.
+
+    module = smelt.compile(graph, "c", board="mps2-an386", out_dir="build/m4")
+    module.project            # the generated project (a fresh temporary directory by default)
+    module.report             # sizes, arena, workspace, stack, instructions of the last run
+    print(module.describe())
+    (y,) = module(x)          # run: natively (host) or under qemu (mps2-*), outputs as numpy
+
+The project is generated and built at compile time (so the report has its sizes); a call
+writes the inputs to files, runs the program and reads the outputs back. On the host
+`module.run(x, sanitize=True)` builds and runs the AddressSanitizer + UBSan variant.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smelt.ir.errors import InterpretError
+from smelt.ir.graph import Graph
+
+from .aot import CallSequence, call_sequence
+from .boards import Board, get_board
+from .build import Sizes, build, sizes
+from .emit import write_project
+from .kernels_c import lower_graph
+from .memory_plan import MemoryPlan, plan_memory
+from .run import run
+
+STACK_KIND = "estimate: gcc -fstack-usage, deepest kernel + its call chain"
+_CACHE: dict[tuple, CModule] = {}
+
+
+class CModule:
+    """A generated, built C project; `module(*inputs) -> tuple[np.ndarray, ...]`."""
+
+    def __init__(self, project: Path, board: Board, seq: CallSequence, plan: MemoryPlan,
+                 workspace: int, kernels: int, program: Path, size: Sizes) -> None:
+        self.project = project
+        self.board = board
+        self.plan = plan
+        self.program = program
+        self.cache = "built"
+        self._seq = seq
+        self.report: dict[str, Any] = {
+            "board": board.name, "core": board.core, "project": str(project),
+            "flash_bytes": size.flash, "sram_bytes": size.sram,
+            "text": size.text, "data": size.data, "bss": size.bss,
+            "arena_bytes": plan.arena, "arena_lower_bound": plan.lower_bound,
+            "arena_naive": plan.naive, "workspace_bytes": workspace,
+            "weight_bytes": int(sum(w.nbytes for w in seq.weights)),
+            "stack_bytes": size.stack if not board.is_host else None,
+            "stack_kind": STACK_KIND if not board.is_host else "not measured on the host",
+            "kernels": kernels, "steps": len(seq.steps), "instructions": None,
+        }
+
+    @property
+    def input_specs(self) -> list[tuple[tuple[int, ...], str]]:
+        return [(v.shape, v.dtype) for v in self._seq.inputs]
+
+    def __call__(self, *inputs: Any) -> tuple[np.ndarray, ...]:
+        return self.run(*inputs)
+
+    def run(self, *inputs: Any, sanitize: bool = False) -> tuple[np.ndarray, ...]:
+        arrays = self._check_inputs(inputs)
+        program = self.program
+        if sanitize:
+            if not self.board.is_host:
+                raise InterpretError("sanitize=True runs the host build: compile with "
+                                     "board='host'")
+            program = build(self.project, self.board, "app-asan")
+        result = run(program, self.board, arrays, self._seq.outputs)
+        if result.instructions is not None:
+            self.report["instructions"] = result.instructions
+        return result.outputs
+
+    def _check_inputs(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+        specs = self._seq.inputs
+        if len(inputs) != len(specs):
+            raise InterpretError(f"the module takes {len(specs)} inputs, got {len(inputs)}")
+        arrays = []
+        for i, (spec, x) in enumerate(zip(specs, inputs, strict=True)):
+            a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+            if tuple(a.shape) != spec.shape:
+                raise InterpretError(f"input {i} has shape {list(a.shape)}, the module "
+                                     f"expects {list(spec.shape)}: pass an array of that shape")
+            arrays.append(np.ascontiguousarray(a, dtype=spec.dtype))
+        return arrays
+
+    def describe(self) -> str:
+        r = self.report
+        ins = r["instructions"]
+        lines = [
+            f"C module for {r['board']} ({r['core']}) in {r['project']}",
+            f"  flash {r['flash_bytes']} B (text {r['text']} + data {r['data']}), "
+            f"SRAM {r['sram_bytes']} B (data {r['data']} + bss {r['bss']})",
+            f"  arena {r['arena_bytes']} B (lower bound {r['arena_lower_bound']} B, one "
+            f"buffer per tensor {r['arena_naive']} B), workspace {r['workspace_bytes']} B",
+            f"  weights {r['weight_bytes']} B, {r['kernels']} kernels, {r['steps']} steps",
+            f"  stack {r['stack_bytes']} B ({r['stack_kind']})",
+            f"  instructions {ins if ins is not None else 'not measured (run it on a board)'}",
+        ]
+        return "\n".join(lines)
+
+
+def compile_c(graph: Graph, board: str | None = None, out_dir: str | Path | None = None,
+              **options: Any) -> CModule:
+    """Generate, build and measure the C project of `graph` for `board`."""
+    from smelt.backends.compile import graph_key
+    from smelt.backends.targets import TargetError
+
+    if options:
+        raise TargetError(f"target 'c' takes board= and out_dir=, not {', '.join(options)}")
+    spec = get_board(board)
+    key = (graph_key(graph), spec.name, str(out_dir))
+    if key in _CACHE and _CACHE[key].project.is_dir():
+        _CACHE[key].cache = "memory"
+        return _CACHE[key]
+    project = Path(out_dir) if out_dir is not None else Path(
+        tempfile.mkdtemp(prefix=f"smelt-c-{spec.name}-"))
+    kernels = lower_graph(graph, checks=spec.is_host)
+    seq = call_sequence(kernels.main, set(kernels.elementwise))
+    plan = plan_memory(seq.buffers())
+    write_project(project, spec, kernels, seq, plan, checks=spec.is_host)
+    program = build(project, spec)
+    module = CModule(project, spec, seq, plan, kernels.workspace_bytes, len(kernels.names),
+                     program, sizes(program, spec))
+    _CACHE[key] = module
+    return module
