@@ -358,6 +358,13 @@ def machine_busy(load_at_start: float) -> bool:
     return load_at_start >= max(1.0, 0.25 * (os.cpu_count() or 1))
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """One line of `machine_facts` for a report: CPU, threads, load before and after."""
+    return (f"{m['cpu']} ({m['cpu_count']} CPUs, mcpu {m['mcpu']}); threads: torch "
+            f"{m['threads']['torch']}, TVM {m['threads']['tvm']}; load at start "
+            f"{m['load_average']['at_start']:.2f}, at end {m['load_average']['at_end']:.2f}.")
+
+
 def machine_facts(threads: dict[str, int], load_at_start: float) -> dict[str, Any]:
     from smelt.backends.targets import host_cpu
 

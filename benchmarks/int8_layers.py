@@ -41,10 +41,16 @@ import torch
 import torch.nn.functional as F
 
 try:  # `python -m benchmarks.int8_layers` from the repository root
-    from benchmarks.cpu_latency import machine_facts, set_threads, settle, write_report
+    from benchmarks.cpu_latency import (
+        machine_facts,
+        machine_line,
+        set_threads,
+        settle,
+        write_report,
+    )
     from benchmarks.cpu_models import MobileNetV2, ResNet
 except ModuleNotFoundError:  # `python benchmarks/int8_layers.py`
-    from cpu_latency import machine_facts, set_threads, settle, write_report
+    from cpu_latency import machine_facts, machine_line, set_threads, settle, write_report
     from cpu_models import MobileNetV2, ResNet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "int8_layers.json"
@@ -212,10 +218,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = ["# int8 layers: smelt (uint8 x int8 -> requantized uint8) vs torch float32", "",
-             f"{m['cpu']} ({m['cpu_count']} CPUs, mcpu {m['mcpu']}); threads: torch "
-             f"{m['threads']['torch']}, TVM {m['threads']['tvm']}; load at start "
-             f"{m['load_average']['at_start']:.2f}, at end {m['load_average']['at_end']:.2f}. "
-             f"Median (and best) of {report['config']['repeats']} interleaved repeats; "
+             f"{machine_line(m)} Median (and best) of {report['config']['repeats']} "
+             "interleaved repeats; "
              "speed = torch / smelt; model rows sum the layers, each times its count.", "",
              "| model | layers | smelt ms | torch fp32 ms | speed | speed (best) | bit-exact |",
              "|---|---|---|---|---|---|---|"]

@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 
 try:  # `python -m benchmarks.sparsity` from the repository root
-    from benchmarks.cpu_latency import machine_facts, set_threads, write_report
+    from benchmarks.cpu_latency import machine_facts, machine_line, set_threads, write_report
     from benchmarks.equalization import digits, train
     from benchmarks.int8_layers import measure
     from benchmarks.pruning import accuracy, fine_tune
 except ModuleNotFoundError:  # `python benchmarks/sparsity.py`
-    from cpu_latency import machine_facts, set_threads, write_report
+    from cpu_latency import machine_facts, machine_line, set_threads, write_report
     from equalization import digits, train
     from int8_layers import measure
     from pruning import accuracy, fine_tune
@@ -191,10 +191,7 @@ def bench_digits(epochs: int, tune_epochs: int, repeats: int, seed: int, limit: 
 def markdown(res: dict[str, Any]) -> str:
     mach = res["machine"]
     lines = ["# 2:4 sparsity on the CPU: smelt linear24 vs smelt dense vs torch fp32 dense", "",
-             f"{mach['cpu']} ({mach['cpu_count']} CPUs, mcpu {mach['mcpu']}); threads: torch "
-             f"{mach['threads']['torch']}, TVM {mach['threads']['tvm']}; load at start "
-             f"{mach['load_average']['at_start']:.2f}, at end "
-             f"{mach['load_average']['at_end']:.2f}. Median of {res['config']['repeats']} "
+             f"{machine_line(mach)} Median of {res['config']['repeats']} "
              "interleaved repeats. speed-up = other / smelt 2:4 (below 1: 2:4 is slower).", "",
              "| M x K -> N | weight bytes dense | 2:4 packed | saved | smelt 2:4 ms | "
              "smelt dense ms | torch dense ms | 2:4 vs smelt dense | 2:4 vs torch | "

@@ -4,27 +4,14 @@ reports what it promises: per-channel ranges and per-tensor int8 weight SQNR bef
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-pytest.importorskip("sklearn", reason="the benchmark trains on scikit-learn's digits")
+from run_benchmark import run_benchmark
 
 
 def test_equalization_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "eq.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "equalization.py"), "--quick",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(out.read_text())
+    res = run_benchmark("equalization.py", out, "--quick")
     assert res["pipeline"] == "fold-bn,equalize(relu6='to-relu')"
     assert res["contract"] == "bounded(inf)"  # relu6 -> relu is lossy, and says so
     assert any(n.startswith("LOSSY relu6 -> relu") for n in res["equalize_notes"])

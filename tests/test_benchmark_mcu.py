@@ -5,13 +5,12 @@ measured by running it without --quick."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from run_benchmark import run_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -52,12 +51,7 @@ def test_graph_buffers_plan_within_goal(quick_graph) -> None:
 
 def test_mcu_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "mcu.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "mcu.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(out.read_text())
+    res = run_benchmark("mcu.py", out, "--quick")
     (rec,) = res["results"]
     assert rec["model"] == "mcunet_vww_int8" and rec["input_shape"] == [1, 3, 32, 32]
     plan = rec["graph_plan"]

@@ -5,26 +5,14 @@ are measured by running it in full."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-pytest.importorskip("sklearn", reason="the benchmark trains on scikit-learn's digits")
+from run_benchmark import run_benchmark
 
 
 def test_pruning_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "pruning.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "pruning.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(out.read_text())
+    res = run_benchmark("pruning.py", out, "--quick")
     assert [m["model"] for m in res["models"]] == ["resnet", "mobilenet_v2"]
     for m in res["models"]:
         base, half = m["rows"]

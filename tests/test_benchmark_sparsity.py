@@ -6,26 +6,14 @@ weight bytes and latency. Its numbers are measured by running it in full."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-pytest.importorskip("sklearn", reason="the benchmark trains on scikit-learn's digits")
+from run_benchmark import run_benchmark
 
 
 def test_sparsity_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "sparsity.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "sparsity.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(out.read_text())
+    res = run_benchmark("sparsity.py", out, "--quick")
     assert [(r["m"], r["k"], r["n"]) for r in res["layers"]] == [(8, 64, 64), (1, 128, 32)]
     for r in res["layers"]:
         wb = r["weight_bytes"]

@@ -5,23 +5,14 @@ block's outlier channels, and packed W4A16 weights under a third of fp32's bytes
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from run_benchmark import run_benchmark
 
 
 def test_transformer_quant_quick(tmp_path: Path) -> None:
     out = tmp_path / "tq.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "transformer_quant.py"), "--quick",
-         "--repeats", "1", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads(out.read_text())
+    data = run_benchmark("transformer_quant.py", out, "--quick", "--repeats", "1")
     m, ll = data["minilm"]["variants"], data["llama"]["variants"]
     assert m["fp32"]["min"] > 0.99999
     assert m["w4a16 awq"]["mean"] > m["w4a16 rtn"]["mean"]

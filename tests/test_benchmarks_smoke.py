@@ -3,37 +3,23 @@ by running them in full, not here)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from run_benchmark import run_benchmark
 
 
 def test_rewrite_scale_runs_and_fuses(tmp_path: Path) -> None:
     out = tmp_path / "rs.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "rewrite_scale.py"), "--sizes", "1001",
-         "--peers", "smelt,smelt-fuse", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads(out.read_text())
+    data = run_benchmark("rewrite_scale.py", out, "--sizes", "1001", "--peers",
+                         "smelt,smelt-fuse", timeout=300)
     assert data["summary"]["largest_within_limit"] == {"smelt": 1001, "smelt-fuse": 1001}
     assert all(r["status"] == "ok" and r["correct"] for r in data["results"])
 
 
 def test_cpu_latency_quick_writes_every_field(tmp_path: Path) -> None:
     out = tmp_path / "cpu.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "cpu_latency.py"), "--quick", "--models",
-         "llama_block", "--repeats", "2", "--warmup", "1", "--profile-runs", "2",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads(out.read_text())
+    data = run_benchmark("cpu_latency.py", out, "--quick", "--models", "llama_block",
+                         "--repeats", "2", "--warmup", "1", "--profile-runs", "2", timeout=300)
     assert {"cpu", "cpu_count", "threads", "mcpu", "versions"} <= set(data["machine"])
     assert data["machine"]["threads"]["tvm"] == data["config"]["threads"]
     (rec,) = data["results"]
@@ -53,13 +39,8 @@ def test_cpu_latency_quick_writes_every_field(tmp_path: Path) -> None:
 
 def test_int8_quick_runs_smelt_and_onnxruntime_int8(tmp_path: Path) -> None:
     out = tmp_path / "int8.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "int8.py"), "--quick", "--models",
-         "resnet18", "--warmup", "1", "--epochs", "1", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads(out.read_text())
+    data = run_benchmark("int8.py", out, "--quick", "--models", "resnet18", "--warmup", "1",
+                         "--epochs", "1")
     (rec,) = data["results"]
     smelt_int8 = rec["runtimes"]["smelt_int8"]
     assert smelt_int8["status"] == "ok" and smelt_int8["float_islands"] == []
