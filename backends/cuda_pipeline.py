@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import tvm
-from tvm import relax
 from tvm.s_tir import dlight as dl
 
 from smelt.ir.errors import SmeltError
 
+from .cpu.pipeline import finish
 from .cpu.pipeline import lower_to_kernels as cpu_lower_to_kernels
 from .cuda_target import CUDABuildError
 
@@ -100,30 +100,12 @@ def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target,
     return mod, used
 
 
-def finish() -> tvm.transform.Pass:
-    """Scheduled kernels -> a module the Relax VM runs (TVM's CUDA finalization)."""
-    return tvm.transform.Sequential([
-        relax.transform.RewriteDataflowReshape(),
-        relax.transform.ToNonDataflow(),
-        relax.transform.RemovePurityChecking(),
-        relax.transform.CallTIRRewrite(),
-        relax.transform.StaticPlanBlockMemory(),
-        relax.transform.RewriteCUDAGraph(),
-        relax.transform.LowerAllocTensor(),
-        relax.transform.KillAfterLastUse(),
-        relax.transform.LowerRuntimeBuiltin(),
-        relax.transform.ComputePrimValue(),
-        relax.transform.VMShapeLower(),
-        relax.transform.AttachGlobalSymbol(),
-    ])
-
-
 def build_cuda(mod: tvm.IRModule, target: tvm.target.Target, nvcc: Path) -> CudaBuild:
     """A Relax module (from `to_relax`) -> VM executable + fatbin built with `nvcc`."""
     with tvm.transform.PassContext(opt_level=3), target:
         mod = lower_to_kernels()(mod)
         mod, kernels = schedule_cuda(mod, target)
-        executable = tvm.compile(finish()(mod), target, relax_pipeline=None)
+        executable = tvm.compile(finish(target)(mod), target, relax_pipeline=None)
     source = cuda_source(executable.mod)
     arch = str(target.attrs["arch"])
     start = time.perf_counter()

@@ -32,7 +32,6 @@ not the same scale.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 import warnings
@@ -40,6 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:  # `python -m benchmarks.equalization` from the repository root
+    from benchmarks.cpu_latency import write_report
+except ModuleNotFoundError:  # `python benchmarks/equalization.py`
+    from cpu_latency import write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "equalization.json"
 BITS = (8, 4)
@@ -281,12 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     epochs, limit = (2, 120) if args.quick else (args.epochs, None)
     res = run(epochs, args.seed, args.act, limit)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    text = table(res)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    print(write_report(res, Path(args.out), table))
     return 0
 
 

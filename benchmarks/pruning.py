@@ -36,7 +36,6 @@ mechanism (groups, rounding, speed-up), not the same accuracy.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -47,8 +46,10 @@ from typing import Any
 import numpy as np
 
 try:  # `python -m benchmarks.pruning` from the repository root
+    from benchmarks.cpu_latency import write_report
     from benchmarks.equalization import digits, mobilenet_v2_digits, train
 except ModuleNotFoundError:  # `python benchmarks/pruning.py`
+    from cpu_latency import write_report
     from equalization import digits, mobilenet_v2_digits, train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pruning.json"
@@ -249,12 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         res = run(args.epochs, args.finetune, RATIOS, args.repeats, args.seed, None, None,
                   args.importance, args.scope)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    text = table(res)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    print(write_report(res, Path(args.out), table))
     return 0
 
 

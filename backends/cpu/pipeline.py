@@ -33,13 +33,16 @@ def lower_to_kernels(target: tvm.target.Target | None = None,
 
 
 def finish(target: tvm.target.Target) -> tvm.transform.Pass:
-    """Scheduled kernels -> a module the Relax VM runs."""
+    """Scheduled kernels -> a module the Relax VM runs (for CUDA, with TVM's CUDA-graph
+    capture of the planned allocations)."""
+    cuda_graph = [relax.transform.RewriteCUDAGraph()] if target.kind.name == "cuda" else []
     return tvm.transform.Sequential([
         relax.transform.RewriteDataflowReshape(),
         relax.transform.ToNonDataflow(),
         relax.transform.RemovePurityChecking(),
         relax.transform.CallTIRRewrite(),
         relax.transform.StaticPlanBlockMemory(),
+        *cuda_graph,
         relax.transform.LowerAllocTensor(),
         relax.transform.KillAfterLastUse(),
         relax.transform.LowerRuntimeBuiltin(),
