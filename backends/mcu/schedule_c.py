@@ -1,4 +1,4 @@
-"""The C target's one schedule step: shrink each kernel's temporaries to what one output
+"""The C target's schedule step: shrink each kernel's temporaries to what one output
 element (or row) needs, so kernels stop taking whole-tensor scratch from
 `TVMBackendAllocWorkspace`.
 
@@ -10,16 +10,19 @@ one loop nest per op, each writing a whole intermediate tensor. Per PrimFunc:
 - `epilogue-at-reduction`: each consumer of a reduction (its epilogue) moves under the
   reduction's innermost spatial loop where legal, else the next loop out
   (`reverse_compute_at`); TVM's buffer compaction then shrinks the int32 accumulator tensor
-  to one element (a local) or one row.
+  to one element (a local) or one row;
+- `init-hoisted`: each reduction's init moves out of its reduction loops.
 The rule that changed a kernel is recorded in its `smelt.schedule_c` attribute ("inline",
-"epilogue-at-reduction", or both joined by "+"); a kernel no rule changes keeps its loops and
-no attribute. Each primitive runs on a copy, so a failed one leaves nothing behind.
+"epilogue-at-reduction", "init-hoisted", joined by "+"); a kernel no rule changes keeps its
+loops and no attribute. Each primitive runs on a copy, so a failed one leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import tvm
 from tvm import s_tir, tirx
+
+from ..cpu.sched_util import iter_kinds
 
 SCHEDULE_ATTR = "smelt.schedule_c"
 
@@ -29,17 +32,17 @@ def _block_names(sch: s_tir.Schedule) -> list[str]:
 
 
 def _is_reduction(sch: s_tir.Schedule, blk) -> bool:
-    return any(iv.iter_type != tirx.IterVar.DataPar for iv in sch.get(blk).iter_vars)
+    return "R" in iter_kinds(sch, blk)
 
 
 def _spatial_loops(sch: s_tir.Schedule, blk) -> list:
     """The loops over the block's leading spatial iterators (unscheduled kernels bind one
     loop per iterator, in order); [] if the nest is not of that form."""
     loops = sch.get_loops(blk)
-    kinds = [iv.iter_type == tirx.IterVar.DataPar for iv in sch.get(blk).iter_vars]
+    kinds = iter_kinds(sch, blk)
     if len(loops) != len(kinds):
         return []
-    n = next((i for i, spatial in enumerate(kinds) if not spatial), len(kinds))
+    n = next((i for i, kind in enumerate(kinds) if kind == "R"), len(kinds))
     return list(loops[:n])
 
 
