@@ -26,6 +26,7 @@ import tvm
 from smelt.ir.graph import Graph
 
 from .compiled import CompiledModule
+from .cpu.pad_in_producer import producers_write_padded
 from .cpu.pipeline import finish, lower_to_kernels
 from .cpu.schedule import kernel_rules, schedule_cpu
 from .disk_cache import DiskCache, entry_key
@@ -106,6 +107,7 @@ def _build(graph: Graph, tgt: tvm.target.Target, schedule: bool, tune: int,
             mod = schedule_cpu(mod)
             if tune:
                 mod, tuning = tune_kernels(unscheduled, mod, tgt, tune, work_dir)
+            mod = producers_write_padded(mod)
             kernels = kernel_rules(mod)
             executable = tvm.compile(finish(tgt)(mod), tgt, relax_pipeline=None)
         else:

@@ -22,8 +22,9 @@
   shifted by +128, so x_zp + 128), and the bias add is an elementwise op that FuseOps folds,
   with the requantize after it, into the kernel's register tile.
     groups = 1: the input packed to 4-channel words (uint32, viewed as bytes by
-      `R.memory.view`), then `smelt_qconv2d` (pixel vectors; a stride-1 unpadded 1x1 conv
-      packs and runs over the flat image) when 16 divides the output row, else
+      `R.memory.view`; a stride-1 unpadded 1x1 conv's over the flat image, vectors across
+      rows, 4x faster than row by row on 10x10 images), then `smelt_qconv2d` (pixel
+      vectors; the 1x1 conv runs over the flat image too) when 16 divides the output row, else
       `smelt_qconv2d_cv` (channel vectors, output channels padded to 8 or 16 lanes);
     depthwise (groups = C, one output per channel): KW <= 4 -> the x_zp-padded input with
       slack and `smelt_qdwconv4` (4-tap windows, rows rounded up to whole vectors), else
@@ -339,12 +340,14 @@ def _qconv2d_int8(bb, n: Node, xs, w: np.ndarray):
     if a["groups"] == 1:
         x, pointwise = xs[0], I.is_pointwise(w.shape[2:], a["stride"], pads)
         pixels = out_hw[0] * out_hw[1] if pointwise else out_hw[1]
-        flat = pointwise and I.pixel_lanes(pixels) is not None
-        if flat:  # packed over flat pixels: a vector may span rows
-            x = bb.emit(R.reshape(x, (n.shape[0], w.shape[1], 1, pixels)))
+        if pointwise:  # packed over flat pixels (whole vectors, even across rows)
+            hw = n.inputs[0].shape[2:]
+            x = bb.emit(R.reshape(x, (n.shape[0], w.shape[1], 1, hw[0] * hw[1])))
         words = bb.emit_te(I.pack_conv_input, x, pads, _uint8_zp(n), a["stride"][1],
                            primfunc_name_hint="i8pack")
         shape = [int(d) for d in words.ty.shape.values]
+        if pointwise and I.pixel_lanes(pixels) is None:  # the same bytes, by rows
+            shape = [shape[0], shape[1], *hw[:1], 1, hw[1]]
         xq = bb.emit(R.memory.view(words, (*shape, 4), "uint8"))
         if I.pixel_lanes(pixels) is not None:
             wp = relax.const(I.pack_conv_weight(w), "int8")

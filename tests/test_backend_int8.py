@@ -12,6 +12,9 @@ What is shown, and by which test:
   divides the output row or a 1x1 conv's flat image, channel vectors otherwise), both
   depthwise kernels (4-tap windows, rows rounded up to whole vectors; wider kernels),
   padded channel counts and every lane width occur.
+- A conv requantized to uint8 and read by a padded depthwise conv writes the padded buffer
+  itself, border included (no pad kernel left), unless its output is also read unpadded;
+  exact either way (`test_producer_writes_the_padded_input_in_place`).
 - qmatmul of two int8/uint8 activations (any zero points, batch broadcasting) the same way,
   on its int8 rule (`test_matmul_*`).
 - requantize alone on each of its three rounding forms (float64, int32 halves, int64) at
@@ -212,6 +215,43 @@ def test_requantize_forms_are_exact_at_edges(form, multiplier, shift, bits) -> N
             for zp, signed, clamp in ((0, True, {}), (-7, True, {"qmin": -3, "qmax": 9}),
                                       (100, bits > 8, {}))]
     compiled_exact(Graph([acc], outs), [feed])
+
+
+# -- producers writing their consumer's padded input (cpu/pad_in_producer.py) ---------------
+@st.composite
+def padded_pairs(draw: st.DrawFn):
+    """A groups-1 conv requantized to uint8 (the producer), then a padded depthwise conv; when
+    `shared`, the producer's output is also a graph output (so it must stay unpadded)."""
+    cin, c = draw(st.sampled_from([3, 8, 16])), draw(st.sampled_from([4, 8, 24]))
+    h, w = (draw(st.sampled_from([3, 5, 8, 10, 16, 20])) for _ in range(2))
+    k1 = draw(st.sampled_from([1, 1, 3]))
+    x, x_zp = draw(activations((1, cin, h, w)))
+    xin = Node.input("x", x.shape, str(x.dtype))
+    acc = make("qconv2d", xin, Node.constant(weights(draw, (c, cin, k1, k1))), x_zp=x_zp,
+               padding=[k1 // 2])
+    m, shift = draw(rescales(c))
+    mid = make("requantize", acc, multiplier=m, shift=shift, out_scale=0.5, axis=1, bits=8,
+               signed=False, out_zp=draw(st.integers(0, 255)))
+    k, stride = draw(st.sampled_from([3, 5])), draw(st.integers(1, 2))
+    pads = [draw(st.integers(0, k // 2)) for _ in range(4)]
+    dw = make("qconv2d", mid, Node.constant(weights(draw, (c, 1, k, k))), x_zp=mid.attrs["out_zp"],
+              stride=[stride, stride], padding=pads, groups=c)
+    shared = draw(st.booleans())
+    return Graph([xin], [dw, mid] if shared else [dw]), [x], shared
+
+
+@settings(max_examples=20)
+@given(pair=padded_pairs())
+def test_producer_writes_the_padded_input_in_place(pair) -> None:
+    graph, feed, shared = pair
+    module = compiled_exact(graph, feed)
+    pads = [k for k in module.kernels if k.startswith("i8pad")]
+    into = [k for k in module.kernels if "_into_i8pad" in k]
+    padded = any(graph.outputs[0].attrs["padding"]) or module.kernels.get("i8pad") is not None
+    if shared:  # the producer's output is read unpadded too: the pad copy stays
+        assert not into
+    elif padded:  # no pad copy: the producer writes the padded buffer, border included
+        assert into and not pads, module.kernels
 
 
 # -- targets -------------------------------------------------------------------------------

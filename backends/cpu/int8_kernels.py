@@ -56,6 +56,7 @@ from tvm import te, tirx
 
 CHANNEL_GROUP = 4  # bytes one vpdpbusd lane sums
 WINDOW_ATTR = "smelt.window_steps"  # (sh, dh, sw, dw) of smelt_qdwconv4, for its schedule
+PAD_ATTR = "smelt.pad_of"  # (top, left, value) of a pure pad copy, for pad_in_producer.py
 
 
 def round_up(n: int, m: int) -> int:
@@ -143,16 +144,22 @@ def pack_conv_input(x: te.Tensor, pads: tuple[int, int, int, int], zp: int,
     cb = round_up(c, CHANNEL_GROUP) // CHANNEL_GROUP
     cols = round_up(w + left + right, stride_w) // stride_w
 
+    padded = any(pads) or cols * stride_w != w
+
     def body(b, g, y, phase, col):
         z = col * stride_w + phase
         inside = tirx.all(y >= t, y < h + t, z >= left, z < w + left)
         word = tirx.const(0, "uint32")
         for t4 in range(CHANNEL_GROUP):
             ch = g * CHANNEL_GROUP + t4
-            v = as_uint8(x[b, tirx.min(ch, c - 1), tirx.min(tirx.max(y - t, 0), h - 1),
-                           tirx.min(tirx.max(z - left, 0), w - 1)], x.dtype)
-            v = tirx.if_then_else(inside, v.astype("uint32"), tirx.const(zp, "uint32"))
-            v = tirx.if_then_else(ch < c, v, tirx.const(0, "uint32"))
+            if not padded:  # every word inside the image: plain loads (they vectorize)
+                v = as_uint8(x[b, tirx.min(ch, c - 1), y, z], x.dtype).astype("uint32")
+            else:
+                v = as_uint8(x[b, tirx.min(ch, c - 1), tirx.min(tirx.max(y - t, 0), h - 1),
+                               tirx.min(tirx.max(z - left, 0), w - 1)], x.dtype)
+                v = tirx.if_then_else(inside, v.astype("uint32"), tirx.const(zp, "uint32"))
+            if c % CHANNEL_GROUP:
+                v = tirx.if_then_else(ch < c, v, tirx.const(0, "uint32"))
             word = word | (v << tirx.const(8 * t4, "uint32"))
         return word
 
@@ -173,7 +180,8 @@ def pad_nchw(x: te.Tensor, pads: tuple[int, int, int, int], zp: int,
         return tirx.if_then_else(inside, as_uint8(v, x.dtype), pad)
 
     shape = (n, c, h + t + bot + slack[0], w + left + right + slack[1])
-    return te.compute(shape, body, name="smelt_i8pad")
+    attrs = {PAD_ATTR: [t, left, zp]} if x.dtype == "uint8" else {}  # a pure copy
+    return te.compute(shape, body, name="smelt_i8pad", attrs=attrs)
 
 
 def window_slack(pads, in_hw, out_hw, stride, dilation, lanes: int) -> tuple[int, int]:

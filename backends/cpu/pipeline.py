@@ -3,7 +3,8 @@
 TVM's default CPU pipeline legalizes and fuses but schedules nothing. This one legalizes the
 contractions into smelt's own kernels with packed weights (cpu/legalize.py), folds constants
 (the weight packing among them), fuses elementwise epilogues into their producers, schedules
-every kernel (cpu/schedule.py), then lowers to the VM as TVM's pipeline does.
+every kernel (cpu/schedule.py), lets producers write their consumers' padded int8 inputs in
+place (cpu/pad_in_producer.py), then lowers to the VM as TVM's pipeline does.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import tvm
 from tvm import relax
 
 from .legalize import LEGALIZE
+from .pad_in_producer import producers_write_padded
 from .schedule import schedule_cpu
 
 
@@ -57,7 +59,7 @@ def cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
     def run(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         with target:
             mod = lower_to_kernels(target)(mod)
-            mod = schedule_cpu(mod)
+            mod = producers_write_padded(schedule_cpu(mod))
             return finish(target)(mod)
 
     return run
