@@ -96,7 +96,9 @@ def write_padded(producer: tirx.PrimFunc, padded: tuple[int, ...], top: int, lef
     shape `padded`, the border filled with `value`; None where that cannot be done."""
     out = producer.params[-1]
     inner = _shape(out)
-    if str(out.dtype) != "uint8" or len(inner) != len(padded) or len(inner) < 2:
+    if (str(out.dtype) != "uint8" or len(inner) != len(padded) or len(inner) < 2
+            or inner[:-2] != padded[:-2] or top + inner[-2] > padded[-2]
+            or left + inner[-1] > padded[-1]):
         return None
     name = out.name
     src = producer.script(show_meta=True)
