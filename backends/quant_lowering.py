@@ -23,7 +23,7 @@
   with the requantize after it, into the kernel's register tile.
     groups = 1: the input packed to 4-channel words (uint32, viewed as bytes by
       `R.memory.view`; a stride-1 unpadded 1x1 conv's over the flat image, vectors across
-      rows, 4x faster than row by row on 10x10 images), then `smelt_qconv2d` (pixel
+      rows: 3.6x faster than row by row on 10x10 images), then `smelt_qconv2d` (pixel
       vectors; the 1x1 conv runs over the flat image too) when 16 divides the output row, else
       `smelt_qconv2d_cv` (channel vectors, output channels padded to 8 or 16 lanes);
     depthwise (groups = C, one output per channel): KW <= 4 -> the x_zp-padded input with

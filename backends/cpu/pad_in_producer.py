@@ -27,9 +27,10 @@ import re
 from collections import Counter
 
 import tvm
-from tvm import relax, tirx
+from tvm import relax, s_tir, tirx
 
 from .int8_kernels import PAD_ATTR
+from .sched_util import all_blocks
 
 CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
@@ -40,10 +41,6 @@ def _shape(t) -> tuple[int, ...]:
 
 def _pad_spec(func: tirx.PrimFunc) -> tuple[int, int, int] | None:
     """(top, left, value) of a pure pad kernel (one block carrying PAD_ATTR), else None."""
-    from tvm import s_tir
-
-    from .sched_util import all_blocks
-
     if len(func.params) != 2:
         return None
     sch = s_tir.Schedule(func)
