@@ -4,7 +4,9 @@ TVM's default CPU pipeline legalizes and fuses but schedules nothing. This one l
 contractions into smelt's own kernels with packed weights (cpu/legalize.py), folds constants
 (the weight packing among them), fuses elementwise epilogues into their producers, schedules
 every kernel (cpu/schedule.py), lets producers write their consumers' padded int8 inputs in
-place (cpu/pad_in_producer.py), then lowers to the VM as TVM's pipeline does.
+place (cpu/pad_in_producer.py), then lowers to the VM as TVM's pipeline does. The steps are
+run in that order by backends/compile.py (`_build`), which also races MetaSchedule between
+scheduling and the padded-input rewrite when asked to tune.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import tvm
 from tvm import relax
 
 from .legalize import LEGALIZE
-from .pad_in_producer import producers_write_padded
-from .schedule import schedule_cpu
 
 
 def lower_to_kernels(target: tvm.target.Target | None = None,
@@ -52,14 +52,3 @@ def finish(target: tvm.target.Target) -> tvm.transform.Pass:
         relax.transform.VMShapeLower(),
         relax.transform.AttachGlobalSymbol(),
     ])
-
-
-def cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
-    @tvm.transform.module_pass(opt_level=0, name="smelt.CPUPipeline")
-    def run(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        with target:
-            mod = lower_to_kernels(target)(mod)
-            mod = producers_write_padded(schedule_cpu(mod))
-            return finish(target)(mod)
-
-    return run
