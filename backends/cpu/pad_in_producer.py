@@ -159,6 +159,7 @@ def producers_write_padded(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     uses = _use_counts(main)
     bound = {b.var: b.value for block in main.body.blocks for b in block.bindings}
     builder = relax.BlockBuilder(mod)  # gives the new kernels typed GlobalVars
+    specs: dict[str, tuple[int, int, int] | None] = {}  # pad kernel -> _pad_spec, once each
     made: dict[tuple[str, str], tvm.ir.GlobalVar | None] = {}
     replace: dict[relax.Var, relax.Call] = {}  # pad binding -> the producer's padded call
     drop: set = set()
@@ -168,7 +169,11 @@ def producers_write_padded(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
             if call is None or len(call[1]) != 1:
                 continue
             pad_gv, (src,) = call
-            spec = _pad_spec(mod[pad_gv]) if isinstance(mod[pad_gv], tirx.PrimFunc) else None
+            if pad_gv.name_hint not in specs:
+                func = mod[pad_gv]
+                specs[pad_gv.name_hint] = (_pad_spec(func) if isinstance(func, tirx.PrimFunc)
+                                           else None)
+            spec = specs[pad_gv.name_hint]
             producer = _tir_call(bound.get(src))
             if spec is None or producer is None or uses[src] != 1:
                 continue
