@@ -205,6 +205,29 @@ def _rhe_float(r, lo: int, hi: int, below_one: bool):
     return rescale, "int32"
 
 
+ROUNDING_BIAS = 1.5 * 2.0**52  # its ulp is 1, and it is even: see _rhe_bits
+
+
+def _rhe_bits(r, even: int):
+    """rhe(acc * r) + even, for the same r and bounds as `_rhe_float` and r <= 1/2, with
+    no float-to-int conversion: y = fl(acc * r) plus B = 1.5 2^52 + even (|y| < 2^51) is a
+    double of exponent 52, whose ulp is 1, so the add rounds y to an integer, ties to even
+    (B is even: the parity of the mantissa's last bit is the integer's), and the low 32 bits
+    of its pattern are that integer plus `even`, in two's complement. rint(y) = rhe(t) as in
+    `_rhe_float`, or both are >= 2^9 in magnitude and clamp alike; were the multiply-add
+    contracted to an fma, one rounding of the exact acc r + B gives rhe(t) itself. With
+    r <= 1/2, |t| <= 2^30, so nothing wraps. On AVX-512 the 16 int32 lanes come back with one
+    permute instead of two conversions and an insert; an odd zero point would break the
+    parity, so it is added after."""
+    bias = tirx.const(ROUNDING_BIAS + even, "float64")
+
+    def rescale(acc, args):
+        t = tirx.Cast("float64", acc) * r(args) + bias
+        return tirx.Cast("int32", tirx.reinterpret("int64", t))
+
+    return rescale, "int32"
+
+
 @lowers("requantize")
 def _requantize(bb, n: Node, xs):
     a = n.attrs
@@ -217,17 +240,23 @@ def _requantize(bb, n: Node, xs):
         return _per_channel_operand(values, dt, a["axis"], rank, operands)
 
     m, shift = _rescale(a)
+    folded = 0  # the part of the zero point the rescale adds itself
     if (not _INTEGER_ONLY.get() and shift.max() <= FLOAT_MAX_SHIFT
             and max(abs(lo - zp), abs(hi - zp)) < FLOAT_MAX_RANGE):
         r = np.ldexp(m.astype(np.float64), -shift)
-        rescale, acc_t = _rhe_float(operand(r, "float64"), lo - zp, hi - zp, r.max() < 1)
+        if r.max() <= 0.5:
+            folded = zp if zp % 2 == 0 else 0
+            rescale, acc_t = _rhe_bits(operand(r, "float64"), folded)
+        else:
+            rescale, acc_t = _rhe_float(operand(r, "float64"), lo - zp, hi - zp, r.max() < 1)
     elif shift.min() >= 33:
         rescale, acc_t = _rhe_split(operand(m, "int32"), operand(shift - 32, "int32"))
     else:
         rescale, acc_t = _rhe_wide(operand(m, "int64"), operand(shift, "int64"))
 
     def fn(*args):
-        return _clamp_cast(rescale(args[0], args) + tirx.const(zp, acc_t), lo, hi, dtype)
+        return _clamp_cast(rescale(args[0], args) + tirx.const(zp - folded, acc_t), lo, hi,
+                           dtype)
 
     return _elementwise(bb, n, fn, operands)
 

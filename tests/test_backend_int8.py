@@ -202,18 +202,21 @@ EDGE_ACC = np.array([0, 1, -1, 3, -3, 5, -5, 2**31 - 1, -(2**31), 12345, -12345,
 
 @pytest.mark.parametrize("form, multiplier, shift, bits", [
     ("float64", [2**30, 3 << 28, 1717986918, 2**31 - 1], [0, 5, 13, -20], 8),
+    ("float64 bits, r <= 1/2", [2**30, 3 << 28, 1717986918, 2**31 - 1], [0, 5, 13, 1], 8),
     ("float64 r >= 1", [2**30, 2**31 - 1, 3 << 28, 1], [-31, -31, -30, -31], 8),
     ("int32 halves", [2**30, 3 << 28, 1717986918, 2**31 - 1], [2, 9, 20, 31], 16),
     ("int64", [2**30, 1, 0, 2**31 - 1], [-31, 0, 1, 31], 16),
 ])
 def test_requantize_forms_are_exact_at_edges(form, multiplier, shift, bits) -> None:
+    """Each form on extreme accumulators and on ties (odd accumulators at r = 1/2, first
+    channel), with even and odd zero points (an odd one must not move a tie's rounding)."""
     acc = Node.input("acc", (4, EDGE_ACC.size), "int32")
     feed = np.stack([EDGE_ACC, EDGE_ACC // 7, EDGE_ACC * 0 + 1, EDGE_ACC // 1000])
     feed = feed.astype(np.int32).reshape(4, -1)
     outs = [make("requantize", acc, multiplier=multiplier, shift=shift, out_zp=zp,
                  out_scale=1.0, axis=0, bits=bits, signed=signed, **clamp)
             for zp, signed, clamp in ((0, True, {}), (-7, True, {"qmin": -3, "qmax": 9}),
-                                      (100, bits > 8, {}))]
+                                      (100, bits > 8, {}), (7, True, {}))]
     compiled_exact(Graph([acc], outs), [feed])
 
 
