@@ -220,6 +220,39 @@ def test_requantize_forms_are_exact_at_edges(form, multiplier, shift, bits) -> N
     compiled_exact(Graph([acc], outs), [feed])
 
 
+# -- a float input quantized inside the conv's input pack -------------------------------------
+@st.composite
+def quantized_images(draw: st.DrawFn):
+    """A float image (exact ties, NaN and infinities among normal values) quantized and fed to
+    a strided, padded conv: the quantize runs as its own stage inside the pack kernel, and a
+    row of packed words no lane count divides is vectorized with its last vector masked."""
+    c = draw(st.sampled_from([3, 4, 8]))
+    h, w = (draw(st.sampled_from([7, 13, 20, 33, 64])) for _ in range(2))
+    k, stride = draw(st.sampled_from([1, 3, 7])), draw(st.integers(1, 2))
+    pad = draw(st.integers(0, k // 2))
+    signed = draw(st.booleans())
+    zp = draw(st.integers(-128, 127) if signed else st.integers(0, 255))
+    scale = draw(st.sampled_from([2.0**-4, 0.1, 0.0237]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.normal(0.0, 4.0, (1, c, h, w))
+    ties = (rng.integers(-150, 150, x.shape) + 0.5) * 2.0**-4  # exact ties at 2^-4
+    x = np.where(rng.random(x.shape) < 0.3, ties, x)
+    x.flat[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -np.inf]
+    xin = Node.input("x", x.shape, "float32")
+    q = make("quantize", xin, scale=[scale], zero_point=[zp], signed=signed)
+    acc = make("qconv2d", q, Node.constant(weights(draw, (8, c, k, k))), x_zp=zp,
+               stride=[stride, stride], padding=[pad])
+    return Graph([xin], [acc]), [x.astype(np.float32)]
+
+
+@settings(max_examples=20)
+@given(case=quantized_images())
+def test_quantize_in_the_input_pack_is_exact(case) -> None:
+    graph, feed = case
+    module = compiled_exact(graph, feed)
+    assert rules_of(module, "quantize") == {"int8-pack"}, module.kernels
+
+
 # -- producers writing their consumer's padded input (cpu/pad_in_producer.py) ---------------
 @st.composite
 def padded_pairs(draw: st.DrawFn):
