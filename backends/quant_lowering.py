@@ -8,7 +8,8 @@
   for the reference's floor-and-remainder one (tests compare the two bit for bit). Two
   cheaper forms give the same integers where they apply: an 8-bit result with every right
   shift <= 44 rounds acc * (m 2^-n) in float64 (`_rhe_float`: exact there, proof in its
-  docstring); every shift >= 33 rounds in int32 from the product's halves (`_rhe_split`).
+  docstring; with every rescale <= 1/2, by adding 1.5 2^52 and keeping the low 32 bits,
+  `_rhe_bits`); every shift >= 33 rounds in int32 from the product's halves (`_rhe_split`).
   A multiplier or shift shared by all channels is an immediate, not a tensor.
 - qconv2d, qlinear and qmatmul subtract the zero points in int32 (constant weights in numpy,
   at compile time, so smelt's packed kernels still see a constant), then run the float ops'
