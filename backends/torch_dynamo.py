@@ -61,7 +61,7 @@ class SmeltBackend:
         # a bad spec or target is the caller's mistake: raised here, before any model runs
         self.pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(
             pipeline or "")
-        make_target(target)
+        make_target(target, **compile_options)
         self.target = target
         self.compile_options = compile_options
         #: every graph this backend was given, as a `CompiledGraph` (for inspection)

@@ -199,7 +199,10 @@ def test_backend_rejects_a_bad_pipeline_or_target_at_once() -> None:
         smelt.backend("canonicalize,no-such-pass")
     with pytest.raises(smelt.SmeltError, match="unknown target"):
         smelt.backend(target="tpu")
+    with pytest.raises(smelt.SmeltError, match="needs board="):
+        smelt.backend(target="c")
     assert "fold-bn" in repr(smelt.backend(PIPELINE))
+    assert "mps2-an386" in repr(smelt.backend(target="c", board="mps2-an386"))
 
 
 # -- to_torch and to_jax: coverage -----------------------------------------------------------
