@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from tvm import s_tir
 
-from .sched_tiles import _largest_divisor, _tile
-from .sched_util import block_named, extent
+from .sched_tiles import _tile, row_panel_tiles
+from .sched_util import block_named
 
 
 def dense_w4(sch: s_tir.Schedule) -> bool:
@@ -24,10 +24,6 @@ def dense_w4(sch: s_tir.Schedule) -> bool:
         return False
     reads = [r.source for r in sch.get(blk).reads]
     packed = next(b for b in reads if str(b.dtype) == "uint8")
-    nb = int(packed.shape[2])
-    mi = _largest_divisor(extent(sch, lead[-1]), 8)  # a tile never straddles two rows
-    m = sch.fuse(*lead) if len(lead) > 1 else lead[0]
-    mo, mi_loop = sch.split(m, factors=[None, mi])
-    jo, ji = sch.split(j, factors=[None, nb])
+    mo, mi_loop, jo, ji = row_panel_tiles(sch, lead, j, int(packed.shape[2]))
     _tile(sch, blk, [mo, jo], [h, mi_loop], ji, [kb], jo, [mo, jo])
     return True

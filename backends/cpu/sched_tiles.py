@@ -69,6 +69,18 @@ def _others(sch: s_tir.Schedule, anchor) -> None:
             schedule_plain(sch, blk)
 
 
+def row_panel_tiles(sch: s_tir.Schedule, lead: list, j, nb: int) -> tuple:
+    """(row tiles, rows in a tile, panels, panel columns) of a dense-like kernel: the leading
+    row loops fused and split by up to 8 rows, the columns by the packed panel width `nb`.
+    The row tile divides the innermost leading extent: a tile that straddles two rows of a
+    fused (batch, token) index would make the write-back region inexact."""
+    mi = _largest_divisor(extent(sch, lead[-1]), 8)
+    m = sch.fuse(*lead) if len(lead) > 1 else lead[0]
+    mo, mi_loop = sch.split(m, factors=[None, mi])
+    jo, ji = sch.split(j, factors=[None, nb])
+    return mo, mi_loop, jo, ji
+
+
 def dense(sch: s_tir.Schedule) -> bool:
     blk = block_named(sch, "smelt_dense")
     if blk is None:
@@ -76,13 +88,8 @@ def dense(sch: s_tir.Schedule) -> bool:
     *lead, j, k = sch.get_loops(blk)
     if not lead:
         return False
-    # the row tile must divide the innermost leading extent: a tile that straddles two rows
-    # of a fused (batch, token) index would make the write-back region inexact
-    mi = _largest_divisor(extent(sch, lead[-1]), 8)
-    m = sch.fuse(*lead) if len(lead) > 1 else lead[0]
     nb = int(sch.get(blk).reads[1].source.shape[2])
-    mo, mi_loop = sch.split(m, factors=[None, mi])
-    jo, ji = sch.split(j, factors=[None, nb])
+    mo, mi_loop, jo, ji = row_panel_tiles(sch, lead, j, nb)
     kext = extent(sch, k)
     kf = 4 if kext % 4 == 0 else 1
     ko, ki = sch.split(k, factors=[None, kf])
