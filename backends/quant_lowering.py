@@ -158,9 +158,9 @@ _INTEGER_ONLY: ContextVar[bool] = ContextVar("smelt_integer_only_requantize", de
 
 @contextmanager
 def integer_only() -> Iterator[None]:
-    """Within this block requantize lowers to its integer forms only (never `_rhe_float`):
-    the C target (backends/mcu) builds integer graphs for cores without an FPU, and its C
-    code generator has no `llvm.lrint`."""
+    """Within this block requantize lowers to its integer forms only (never the float64
+    ones, `_rhe_float` and `_rhe_bits`): the C target (backends/mcu) builds integer graphs
+    for cores without an FPU, and its C code generator has no `llvm.lrint`."""
     token = _INTEGER_ONLY.set(True)
     try:
         yield
