@@ -350,6 +350,11 @@ def _version(module: str) -> str:
         return f"unavailable ({type(e).__name__})"
 
 
+def library_versions(*modules: str) -> dict[str, str]:
+    """Python's version and each module's, for a report."""
+    return {"python": platform.python_version(), **{m: _version(m) for m in modules}}
+
+
 def machine_busy(load_at_start: float) -> bool:
     """Other work was running: a 1-minute load average of a quarter of the CPUs (at least
     1) before this benchmark started. Shared cores make every runtime slower and noisier,

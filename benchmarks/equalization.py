@@ -32,7 +32,6 @@ not the same scale.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -41,9 +40,9 @@ from typing import Any
 import numpy as np
 
 try:  # `python -m benchmarks.equalization` from the repository root
-    from benchmarks.cpu_latency import write_report
+    from benchmarks.cpu_latency import library_versions, write_report
 except ModuleNotFoundError:  # `python benchmarks/equalization.py`
-    from cpu_latency import write_report
+    from cpu_latency import library_versions, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "equalization.json"
 BITS = (8, 4)
@@ -238,8 +237,7 @@ def run(epochs: int, seed: int, act: str, limit: int | None) -> dict[str, Any]:
         "layers": {"before": before, "after": after},
         "anchor": "Nagel et al. 2019, ImageNet MobileNetV2, per-tensor INT8: ~0.1% -> 69.9% "
                   "top-1 with CLE alone (fp32 71.7%)",
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "torch": torch.__version__},
+        "versions": library_versions("numpy", "torch"),
     }
 
 

@@ -36,7 +36,6 @@ mechanism (groups, rounding, speed-up), not the same accuracy.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 import warnings
@@ -46,10 +45,10 @@ from typing import Any
 import numpy as np
 
 try:  # `python -m benchmarks.pruning` from the repository root
-    from benchmarks.cpu_latency import write_report
+    from benchmarks.cpu_latency import library_versions, write_report
     from benchmarks.equalization import digits, mobilenet_v2_digits, train
 except ModuleNotFoundError:  # `python benchmarks/pruning.py`
-    from cpu_latency import write_report
+    from cpu_latency import library_versions, write_report
     from equalization import digits, mobilenet_v2_digits, train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pruning.json"
@@ -203,8 +202,7 @@ def run(epochs: int, tune_epochs: int, ratios: tuple[float, ...], repeats: int, 
         "models": models,
         "anchor": "Fang et al. 2023 (DepGraph), CIFAR-10 ResNet-56, 2.1x fewer FLOPs: 93.64% "
                   "top-1 vs 93.53% unpruned",
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "torch": torch.__version__},
+        "versions": library_versions("numpy", "torch"),
     }
 
 
