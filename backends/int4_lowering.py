@@ -15,7 +15,7 @@ from tvm import relax
 from smelt.ir.node import Node
 
 from .cpu import int4_kernels
-from .cpu.kernels import pick_block
+from .cpu.kernels import pack_dense_weight, pick_block
 from .relax_lowering import lowers
 
 R = relax.op
@@ -24,7 +24,7 @@ PANEL_PREFS = (32, 16, 8)
 
 def _in_panels(bb, node: Node, expr, nb: int):
     if node.op == "constant":
-        return relax.const(int4_kernels.panels(np.asarray(node.value), nb), node.dtype)
+        return relax.const(pack_dense_weight(np.asarray(node.value).T, nb), node.dtype)
     n, c = node.shape
     return bb.emit(R.permute_dims(bb.emit(R.reshape(expr, (n // nb, nb, c))), (0, 2, 1)))
 

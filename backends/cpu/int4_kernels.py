@@ -15,14 +15,7 @@ into a dense float weight at compile time.
 
 from __future__ import annotations
 
-import numpy as np
 from tvm import te, tirx
-
-
-def panels(a: np.ndarray, nb: int) -> np.ndarray:
-    """(N, C) -> (N / nb, C, nb): nb rows side by side, each column contiguous along n."""
-    n, c = a.shape
-    return np.ascontiguousarray(a.reshape(n // nb, nb, c).transpose(0, 2, 1))
 
 
 def nibble(byte: tirx.PrimExpr, h: tirx.PrimExpr) -> tirx.PrimExpr:
