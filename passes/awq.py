@@ -87,12 +87,15 @@ def awq_scales(m: np.ndarray, a: float) -> np.ndarray:
     return np.clip(s, 1e-4, 1e4)
 
 
-def group_error(x: np.ndarray, weights: list[np.ndarray], s: np.ndarray, group: int) -> float:
-    """sum || (x / s) Q(W s)^T - x W^T || / || x W^T || over the group's layers."""
+def group_error(x: np.ndarray, weights: list[np.ndarray], s: np.ndarray, group: int,
+                refs: list[np.ndarray] | None = None) -> float:
+    """sum || (x / s) Q(W s)^T - x W^T || / || x W^T || over the group's layers; `refs`, the
+    x W^T of each layer, when the caller has them already."""
+    if refs is None:
+        refs = [x @ w.T.astype(np.float32) for w in weights]
     num = den = 0.0
     xs = (x / s).astype(np.float32)
-    for w in weights:
-        ref = x @ w.T.astype(np.float32)
+    for w, ref in zip(weights, refs, strict=True):
         got = xs @ rtn(w * s[None, :], group).T.astype(np.float32)
         num += float(np.sum((got - ref).astype(np.float64) ** 2))
         den += float(np.sum(ref.astype(np.float64) ** 2))
@@ -102,16 +105,16 @@ def group_error(x: np.ndarray, weights: list[np.ndarray], s: np.ndarray, group: 
 def search(x: np.ndarray, m: np.ndarray, weights: list[np.ndarray], group: int, grid: int
            ) -> tuple[float, np.ndarray, float, float]:
     """(best exponent, its scale, RTN's error, the best error) over the grid."""
-    best = (0.0, np.ones_like(m), np.inf)
-    base = None
-    for i in range(grid):
+    refs = [x @ w.T.astype(np.float32) for w in weights]  # the same at every exponent
+    base = group_error(x, weights, np.ones_like(m), group, refs)  # a = 0: round to nearest
+    best = (0.0, np.ones_like(m), base)
+    for i in range(1, grid):
         a = i / grid
-        s = awq_scales(m, a) if i else np.ones_like(m)
-        err = group_error(x, weights, s, group)
-        base = err if i == 0 else base
+        s = awq_scales(m, a)
+        err = group_error(x, weights, s, group, refs)
         if err < best[2]:
             best = (a, s, err)
-    return best[0], best[1], float(base), best[2]
+    return best[0], best[1], base, best[2]
 
 
 class AWQ(Pass):
@@ -131,7 +134,7 @@ class AWQ(Pass):
                                      f"exponents tried in [0, 1)), got {grid!r}")
         if not isinstance(explicit, bool):
             raise PipelineParseError(f"awq: explicit must be True or False, got {explicit!r}")
-        self.bits, self.group, self.grid, self.explicit = bits, group, grid, explicit
+        self.group, self.grid, self.explicit = group, grid, explicit
         self.options = {"bits": bits, "group": group}
         if grid != 20:
             self.options["grid"] = grid

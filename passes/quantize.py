@@ -101,7 +101,7 @@ def quantized_layer(layer: Node, ins: list[Node], scheme: str, s_x: float | None
     """The layer over dequantized int weights (and bias), and its weight/bias errors."""
     widx = weight_operand(layer)
     w = np.asarray(layer.inputs[widx].value, np.float64)
-    qmax = 7 if scheme == "w4a16" else 127
+    qmax = W4_QMAX if scheme == "w4a16" else 127
     if scheme == "w4a16" and layer.op == "linear":
         q, s = group_quantize(w, group)
         new_w = Node.make("reshape", (dq(q, s, 0),), shape=w.shape)
