@@ -34,7 +34,7 @@ import numpy as np
 from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
-from smelt.ir.ops.sparse import GROUP, KEPT, SPARSE_DTYPES, meta_bytes
+from smelt.ir.ops.sparse import GROUP, KEPT, meta_bytes
 from smelt.ir.types import TensorType
 from smelt.rewrite.contract import Contract, bounded
 from smelt.rewrite.driver import rewrite
@@ -42,9 +42,10 @@ from smelt.rewrite.errors import PipelineParseError
 from smelt.rewrite.passes import Pass, PassContext, PassResult, RewritePass
 from smelt.rewrite.registry import register_pass, register_rules
 
+from . import sparsity24_pack
 from .batchnorm_folding import derive, name_derived
 from .pruning import measure
-from .sparsity24_pack import PACK_24
+from .sparsity24_pack import PACK_24, why_not_a_24_layout
 
 LOSSY = bounded(math.inf)
 
@@ -95,12 +96,8 @@ def layer_name(graph: Graph, layer: Node) -> str:
 
 def why_not_eligible(graph: Graph, layer: Node, min_size: int, scope: str) -> str | None:
     w = layer.inputs[1]
-    if w.op != "constant":
-        return "its weight is not a constant"
-    if w.dtype not in SPARSE_DTYPES:
-        return f"its weight is {w.dtype}; linear24 takes {' or '.join(SPARSE_DTYPES)}"
-    if w.shape[1] % GROUP:
-        return f"K = {w.shape[1]} is not a multiple of 4"
+    if (why := why_not_a_24_layout(w)) is not None:
+        return why
     if w.tensor_type.size < min_size:
         return f"{w.tensor_type.size} weights < min_size={min_size}"
     if scope and scope not in layer_name(graph, layer):
@@ -252,8 +249,6 @@ def sparsify24(*, min_size: int = 0, scope: str = "", pack: bool = True) -> Spar
 
 def pack24(budget: int | None = None) -> RewritePass:
     """Pack linears whose constant weight is already 2:4 sparse into linear24 (exact)."""
-    from . import sparsity24_pack
-
     return RewritePass("pack-24", PACK_24, budget=budget, doc=sparsity24_pack.__doc__ or "")
 
 

@@ -45,15 +45,22 @@ def packed_constants(w: Node) -> tuple[Node, Node]:
     return hit
 
 
-def why_not_packable(w: Node) -> str | None:
-    """Why the linear weight `w` cannot be packed as it is (None: it can)."""
+def why_not_a_24_layout(w: Node) -> str | None:
+    """Why the linear weight `w` cannot hold the 2:4 layout at all (None: it can): not a
+    constant, another dtype, or K not in whole groups of four."""
     if w.op != "constant":
         return "its weight is not a constant"
     if w.dtype not in SPARSE_DTYPES:
         return f"its weight is {w.dtype}; linear24 takes {' or '.join(SPARSE_DTYPES)}"
-    k = w.shape[1]
-    if k % GROUP:
-        return f"K = {k} is not a multiple of 4"
+    if w.shape[1] % GROUP:
+        return f"K = {w.shape[1]} is not a multiple of 4"
+    return None
+
+
+def why_not_packable(w: Node) -> str | None:
+    """Why the linear weight `w` cannot be packed as it is (None: it can)."""
+    if (why := why_not_a_24_layout(w)) is not None:
+        return why
     if not is_24_sparse(w.value):
         return "its weight is not 2:4 sparse (a group of four holds more than two non-zeros)"
     return None
