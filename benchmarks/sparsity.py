@@ -42,12 +42,12 @@ import numpy as np
 try:  # `python -m benchmarks.sparsity` from the repository root
     from benchmarks.cpu_latency import machine_facts, machine_line, set_threads, write_report
     from benchmarks.equalization import digits, train
-    from benchmarks.int8_layers import measure
+    from benchmarks.int8_layers import measure, vm_call
     from benchmarks.pruning import accuracy, fine_tune
 except ModuleNotFoundError:  # `python benchmarks/sparsity.py`
     from cpu_latency import machine_facts, machine_line, set_threads, write_report
     from equalization import digits, train
-    from int8_layers import measure
+    from int8_layers import measure, vm_call
     from pruning import accuracy, fine_tune
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sparsity.json"
@@ -56,15 +56,6 @@ QUICK_SHAPES = ((8, 64, 64), (1, 128, 32))
 
 
 # -- (a) linear layers ---------------------------------------------------------------------
-def vm_call(module, x: np.ndarray):
-    """A call of the compiled module on a device tensor made once (no numpy conversion)."""
-    import tvm
-
-    main = module._vm["main"]
-    arg = tvm.runtime.tensor(x, module.device)
-    return lambda: main(arg)
-
-
 def bench_shape(m: int, k: int, n: int, repeats: int) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
