@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cpu_latency import _failure, write_report  # noqa: E402
+from cpu_latency import _failure, relative_error, write_report  # noqa: E402
 from mcu_models import McuModel, mcu_models  # noqa: E402
 
 import smelt  # noqa: E402
@@ -56,11 +56,6 @@ ELEMENTWISE = frozenset({
 
 
 # -- the planner on the smelt graph -------------------------------------------------------------
-def _nbytes(node: smelt.Node) -> int:
-    t = node.tensor_type
-    return int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize
-
-
 def graph_buffers(graph: smelt.Graph) -> list[Buffer]:
     """The arena buffers of `graph` run node by node: each tensor from the step that computes
     it to its last reader; an elementwise op may reuse its first operand in place."""
@@ -77,19 +72,20 @@ def graph_buffers(graph: smelt.Graph) -> list[Buffer]:
             out += operands(x) if x in fused else [x]
         return [x for x in out if x in at]
 
+    ops = {n: operands(n) for n in steps}
     last = {n: i for n, i in at.items()}
     for n in steps:
-        for x in operands(n):
+        for x in ops[n]:
             last[x] = max(last[x], at[n])
     buffers = []
     for n in steps:
         if n in outputs:
             continue  # written straight into the caller's buffer
-        first = operands(n)[0] if operands(n) else None
+        first = ops[n][0] if ops[n] else None
         elementwise = n.op in ELEMENTWISE and not any(x in fused for x in n.inputs)
         hint = (first if elementwise and first is not None and first not in outputs
                 and last[first] == at[n] else None)
-        buffers.append(Buffer(f"{at[n]}:{n.op}", _nbytes(n), at[n], last[n],
+        buffers.append(Buffer(f"{at[n]}:{n.op}", n.tensor_type.nbytes, at[n], last[n],
                               None if hint is None else f"{at[hint]}:{hint.op}"))
     return buffers
 
@@ -157,11 +153,8 @@ def bench_board(graph: smelt.Graph, x: np.ndarray, expect: list[np.ndarray], int
     out["arena_vs_bound"] = rep["arena_bytes"] / lb if lb else 1.0
     out["fits"] = (out["sram_total"] <= SRAM_BUDGET and (rep.get("flash_bytes") or 0)
                    <= FLASH_BUDGET)
-    diffs = [float(np.abs(np.asarray(g, np.float64) - e).max()) if g.size else 0.0
-             for g, e in zip(got, expect, strict=True)]
-    scale = max(float(np.abs(e).max()) for e in expect) or 1.0
-    out["max_abs_error"] = max(diffs)
-    out["rel_error"] = max(diffs) / scale
+    err = relative_error(got, expect)
+    out["max_abs_error"], out["rel_error"] = err["max_abs"], err["relative"]
     out["bit_exact"] = all(np.array_equal(np.asarray(g), e) for g, e in
                            zip(got, expect, strict=True))
     if int8 and not out["bit_exact"]:

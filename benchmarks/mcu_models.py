@@ -93,16 +93,6 @@ def images(n: int, size: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-def _seeded(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        torch.manual_seed(0)
-        model = factory()
-        zoo._randomize_bn(model)
-        return model.eval()
-
-    return build
-
-
 @dataclass(frozen=True)
 class McuModel:
     name: str
@@ -141,12 +131,12 @@ def mcu_models(preset: str = "full", size: int | None = None) -> dict[str, McuMo
     size = size or (64 if preset == "full" else 32)
     models = [
         McuModel("mcunet_vww_int8", f"MCUNet-class VWW CNN, 2 classes, {size}x{size}, W8A8",
-                 _seeded(MCUNetVWW), size),
+                 zoo._seeded(MCUNetVWW), size),
         McuModel("residual_cnn_int8", "zoo residual_cnn, 32x32, W8A8",
-                 _seeded(zoo.ResidualCNN), 32),
+                 zoo._seeded(zoo.ResidualCNN), 32),
         McuModel("mobilenet_v2_int8", "zoo mobilenet_v2 (width 16), 32x32, W8A8",
-                 _seeded(zoo.MobileNetV2ish), 32),
+                 zoo._seeded(zoo.MobileNetV2ish), 32),
         McuModel("residual_cnn_fp32", "zoo residual_cnn, 32x32, fp32",
-                 _seeded(zoo.ResidualCNN), 32, int8=False),
+                 zoo._seeded(zoo.ResidualCNN), 32, int8=False),
     ]
     return {m.name: m for m in models}
