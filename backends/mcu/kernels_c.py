@@ -31,6 +31,7 @@ from smelt.ir.graph import Graph
 from ..cpu.pipeline import lower_to_kernels
 from ..quant_lowering import integer_only, plain_int8
 from ..relax_module import to_relax
+from .memory_plan import align_up
 from .schedule_c import schedule_kernels
 
 WORKSPACE_ALIGN = 16
@@ -116,6 +117,6 @@ def workspace_bytes(source: str) -> int:
             if size is None:
                 held.pop(name, None)
             else:
-                held[name] = -(-size // WORKSPACE_ALIGN) * WORKSPACE_ALIGN
+                held[name] = align_up(size, WORKSPACE_ALIGN)
             peak = max(peak, sum(held.values()))
     return peak

@@ -323,13 +323,18 @@ SEARCH_LIMITS = 4  # tried: bound, then 1/4, 2/4, 3/4 of the way to the greedy a
 SEARCH_BUDGET = 2000  # placements (or 10 per item) before a limit is given up
 
 
+def align_up(n: int, alignment: int) -> int:
+    """n rounded up to a multiple of `alignment`."""
+    return -(-n // alignment) * alignment
+
+
 def plan_memory(buffers: list[Buffer], alignment: int = 16) -> MemoryPlan:
     """Offsets for `buffers` in one arena: the smallest of several greedy best-fit orders,
     with in-place hints honoured where they do not make the arena bigger."""
     by_name = _check(buffers, alignment)
 
     def align(n: int) -> int:
-        return -(-n // alignment) * alignment
+        return align_up(n, alignment)
 
     naive = sum(align(b.size) for b in buffers)
     best: tuple[int, str, list[_Item], dict[int, int]] | None = None
@@ -337,7 +342,7 @@ def plan_memory(buffers: list[Buffer], alignment: int = 16) -> MemoryPlan:
     for use_inplace in (True, False):
         items = _items(buffers, by_name, align, use_inplace)
         if use_inplace:
-            bound = _lower_bound(items)
+            bound, inplace_items = _lower_bound(items), items
         for name, order in ORDERS.items():
             offsets, arena = _place(order(items))
             if best is None or arena < best[0]:
@@ -347,7 +352,7 @@ def plan_memory(buffers: list[Buffer], alignment: int = 16) -> MemoryPlan:
         if best is not None and best[0] == bound:
             break
     if best is not None and best[0] > bound:
-        best = _improve(best, _items(buffers, by_name, align, True), bound, align)
+        best = _improve(best, inplace_items, bound, align)
     arena, strategy, items, item_offsets = best if best else (0, "empty", [], {})
     offsets = {m.name: item_offsets[id(it)] for it in items for m in it.members}
     inplace = tuple((m.name, m.inplace_of) for it in items for m in it.members[1:])
@@ -366,12 +371,12 @@ def plan_conflicts(plan: MemoryPlan) -> list[tuple[str, str]]:
     bad = []
     for i, a in enumerate(spans):
         a_lo = plan.offsets[a.name]
-        a_hi = a_lo + -(-a.size // plan.alignment) * plan.alignment
+        a_hi = a_lo + align_up(a.size, plan.alignment)
         for b in spans[i + 1:]:
             if b.start > a.end:
                 break
             b_lo = plan.offsets[b.name]
-            b_hi = b_lo + -(-b.size // plan.alignment) * plan.alignment
+            b_hi = b_lo + align_up(b.size, plan.alignment)
             if (a.size and b.size and a_lo < b_hi and b_lo < a_hi
                     and chain[a.name] != chain[b.name]):
                 bad.append((a.name, b.name))

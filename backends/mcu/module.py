@@ -58,10 +58,6 @@ class CModule:
             "kernels": kernels, "steps": len(seq.steps), "instructions": None,
         }
 
-    @property
-    def input_specs(self) -> list[tuple[tuple[int, ...], str]]:
-        return [(v.shape, v.dtype) for v in self._seq.inputs]
-
     def __call__(self, *inputs: Any) -> tuple[np.ndarray, ...]:
         return self.run(*inputs)
 
