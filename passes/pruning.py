@@ -248,6 +248,21 @@ def measure(before: Graph, after: Graph, batches: Sequence[tuple[np.ndarray, ...
     return worst, (worst / scale if scale else 0.0)
 
 
+def measured(before: Graph, after: Graph, calibration, changed: bool
+             ) -> tuple[float, float, int, str]:
+    """(max error, relative error, batches, what they were) of `after` against `before`, on
+    the calibration batches, else on a seeded sample of two; zero error where nothing
+    `changed`."""
+    if calibration:
+        batches, on = list(calibration), "calibration"
+    else:
+        from smelt.rewrite.verify import sample_inputs
+
+        batches, on = sample_inputs(before, 2, seed=0), "seeded sample"
+    err, rel = measure(before, after, batches) if changed else (0.0, 0.0)
+    return err, rel, len(batches), on
+
+
 def prune(graph: Graph, *, ratio: float | Mapping[str, float] = 0.5, importance: str = "l2",
           round_to: int = 1, scope: str = "local",
           calibration: Sequence[tuple[np.ndarray, ...]] | None = None) -> Pruned:
@@ -261,14 +276,8 @@ def prune(graph: Graph, *, ratio: float | Mapping[str, float] = 0.5, importance:
     out = apply_pruning(analysis, removed)
     base = (graph.cost().macs, graph.summary().params)
     reports = tuple(group_report(analysis, g, removed, base) for g in groups)
-    if calibration:
-        batches, on = list(calibration), "calibration"
-    else:
-        from smelt.rewrite.verify import sample_inputs
-
-        batches, on = sample_inputs(graph, 2, seed=0), "seeded sample"
-    err, rel = measure(graph, out, batches) if removed else (0.0, 0.0)
-    return Pruned(out, reports, removed, err, rel, len(batches), on)
+    err, rel, n, on = measured(graph, out, calibration, bool(removed))
+    return Pruned(out, reports, removed, err, rel, n, on)
 
 
 def _any(ratio: float | Mapping[str, float]) -> bool:

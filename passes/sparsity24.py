@@ -44,7 +44,7 @@ from smelt.rewrite.registry import register_pass, register_rules
 
 from . import sparsity24_pack
 from .batchnorm_folding import derive, name_derived
-from .pruning import measure
+from .pruning import measured
 from .sparsity24_pack import PACK_24, why_not_a_24_layout
 
 LOSSY = bounded(math.inf)
@@ -194,14 +194,8 @@ def sparsify_24(graph: Graph, *, min_size: int = 0, scope: str = "", pack: bool 
         else:
             reports.append(LayerReport(name, w.shape, True, "", removed,
                                        (dense, packed_bytes(w))))
-    if calibration:
-        batches, on = list(calibration), "calibration"
-    else:
-        from smelt.rewrite.verify import sample_inputs
-
-        batches, on = sample_inputs(graph, 2, seed=0), "seeded sample"
-    err, rel = measure(graph, out, batches) if out is not graph else (0.0, 0.0)
-    return Sparsified(out, tuple(reports), err, rel, len(batches), on)
+    err, rel, n, on = measured(graph, out, calibration, out is not graph)
+    return Sparsified(out, tuple(reports), err, rel, n, on)
 
 
 class Sparsify24(Pass):
