@@ -52,14 +52,11 @@ def _quant(n: Node) -> Quant:
 
 
 def integer_io(graph: Graph) -> IntegerCore:
-    users: dict[int, list[Node]] = {}
-    for n in graph.nodes():
-        for x in n.inputs:
-            users.setdefault(id(x), []).append(n)
+    users = graph.users()
     new: dict[int, Node] = {}
     inputs, input_quant, quantizers = [], [], []
     for x in graph.inputs:
-        us = users.get(id(x), [])
+        us = users[x]
         if len(us) != 1 or us[0].op != "quantize":
             raise IntegerIOError(f"input {x.attrs['name']!r} is not read by exactly one "
                                  "quantize; run `quantize(w8a8),fold-qdq` first, or compile "
