@@ -25,8 +25,10 @@
     groups = 1: the input packed to 4-channel words (uint32, viewed as bytes by
       `R.memory.view`; a stride-1 unpadded 1x1 conv's over the flat image, vectors across
       rows: 3.6x faster than row by row on 10x10 images), then `smelt_qconv2d` (pixel
-      vectors; the 1x1 conv runs over the flat image too) when 16 divides the output row, else
-      `smelt_qconv2d_cv` (channel vectors, output channels padded to 8 or 16 lanes);
+      vectors; the 1x1 conv runs over the flat image too) when 16 divides the output row (a
+      1x1 conv with a few input channels: or its flat image padded to whole vectors,
+      `smelt_qconv2d_flat`), else `smelt_qconv2d_cv` (channel vectors, output channels
+      padded to 8 or 16 lanes);
     depthwise (groups = C, one output per channel): KW <= 4 -> the x_zp-padded input with
       slack and `smelt_qdwconv4` (4-tap windows, rows rounded up to whole vectors), else
       `smelt_qdwconv`;
@@ -371,6 +373,8 @@ def _qconv2d_int8(bb, n: Node, xs, w: np.ndarray):
     if a["groups"] == 1:
         x, pointwise = xs[0], I.is_pointwise(w.shape[2:], a["stride"], pads)
         pixels = out_hw[0] * out_hw[1] if pointwise else out_hw[1]
+        if pointwise and I.padded_pixels(pixels, w.shape[1]) is not None:
+            return _pointwise_padded_pixels(bb, n, x, w, pixels)
         if pointwise:  # packed over flat pixels (whole vectors, even across rows)
             hw = n.inputs[0].shape[2:]
             x = bb.emit(R.reshape(x, (n.shape[0], w.shape[1], 1, hw[0] * hw[1])))
@@ -401,6 +405,21 @@ def _qconv2d_int8(bb, n: Node, xs, w: np.ndarray):
         x = bb.emit_te(I.pad_nchw, x, pads, _uint8_zp(n), primfunc_name_hint="i8pad")
     y = bb.emit_te(I.qdwconv, x, relax.const(w, "int8"), out_hw, *conv,
                    primfunc_name_hint="qdwconv")
+    return _bias_then_trim(bb, y, n, w, 1)
+
+
+def _pointwise_padded_pixels(bb, n: Node, x, w: np.ndarray, pixels: int):
+    """A pointwise conv over its flat image padded to whole pixel vectors (`padded_pixels`):
+    the packed input carries the surplus pixels (the zero point), `smelt_qconv2d` runs over
+    (1, P) and drops the surplus (`qconv2d_flat`), then the bias add."""
+    padded = I.padded_pixels(pixels, w.shape[1])
+    x = bb.emit(R.reshape(x, (n.shape[0], w.shape[1], 1, pixels)))
+    words = bb.emit_te(I.pack_conv_input, x, (0, 0, 0, padded - pixels), _uint8_zp(n), 1,
+                       primfunc_name_hint="i8pack")
+    shape = [int(d) for d in words.ty.shape.values]
+    xq = bb.emit(R.memory.view(words, (*shape, 4), "uint8"))
+    y = bb.emit_te(I.qconv2d_flat, xq, relax.const(I.pack_conv_weight(w), "int8"), n.shape[2:],
+                   primfunc_name_hint="qconv2d")
     return _bias_then_trim(bb, y, n, w, 1)
 
 

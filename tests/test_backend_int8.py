@@ -290,6 +290,39 @@ def test_producer_writes_the_padded_input_in_place(pair) -> None:
         assert into and not pads, module.kernels
 
 
+# -- pointwise convs over a flat image padded to whole pixel vectors --------------------------
+@st.composite
+def padded_pixel_convs(draw: st.DrawFn):
+    """A 1x1 conv whose flat image no vector divides but `padded_pixels` takes (10x10 into 7
+    vectors, 3x10 into 2, 14x14 into 13), requantized or not, alone or read by a padded
+    depthwise conv (written in place) or added to a residual."""
+    h, w = draw(st.sampled_from([(10, 10), (3, 10), (6, 10), (14, 14), (5, 12)]))
+    cin, cout = draw(st.sampled_from([3, 8, 24, 128])), draw(st.sampled_from([5, 16, 40]))
+    x, x_zp = draw(activations((1, cin, h, w)))
+    xin = Node.input("x", x.shape, str(x.dtype))
+    acc = make("qconv2d", xin, Node.constant(weights(draw, (cout, cin, 1, 1))), x_zp=x_zp)
+    then = draw(st.sampled_from(["none", "requantize", "depthwise"]))
+    if then == "none":
+        return Graph([xin], [acc]), [x]
+    m, shift = draw(rescales(cout))
+    mid = make("requantize", acc, multiplier=m, shift=shift, out_scale=0.5, axis=1, bits=8,
+               signed=False, out_zp=draw(st.integers(0, 255)))
+    if then == "requantize":
+        return Graph([xin], [mid]), [x]
+    dw = make("qconv2d", mid, Node.constant(weights(draw, (cout, 1, 3, 3))),
+              x_zp=mid.attrs["out_zp"], padding=[1], groups=cout)
+    return Graph([xin], [dw]), [x]
+
+
+@settings(max_examples=20)
+@given(layer=padded_pixel_convs())
+def test_pointwise_conv_over_padded_pixels_is_exact(layer) -> None:
+    graph, feed = layer
+    module = compiled_exact(graph, feed)
+    assert "int8-conv2d" in module.kernels.values(), module.kernels  # pixel vectors
+    assert "int8-conv2d-cv" not in module.kernels.values(), module.kernels
+
+
 # -- targets -------------------------------------------------------------------------------
 def _small_layers() -> list[tuple[Graph, list[np.ndarray]]]:
     rng = np.random.default_rng(7)

@@ -31,6 +31,9 @@ Layouts (L = 16, 8 or 4 lanes: one `vpdpbusd` of a zmm, ymm or xmm register):
   int32 tile is NCHW already and the requantized row is stored as one vector. Used when 16
   divides the output row (or, for a stride-1 unpadded 1x1 conv, the flattened H x W: its
   packed input is then viewed as (N, C' / 4, 1, 1, H x W, 4), so a vector may span rows).
+  `smelt_qconv2d_flat`: a pointwise conv whose flat image 16 does not divide, when
+  `padded_pixels` takes it: the same over the image padded to whole vectors, then its first
+  H x W pixels (`smelt_unflatten`), so the write-back stores rows of each channel.
 - `smelt_qconv2d_cv` (groups = 1, channel vectors): the same input, the weight packed to
   (O' / L, C' / 4, KH, KW, L, 4) as the dense one: L output channels of one pixel per
   instruction, for output rows no lane count divides (O padded to a multiple of L).
@@ -73,6 +76,22 @@ def pixel_lanes(pixels: int) -> int | None:
     """16 when it divides a row of `pixels` outputs, else None. Narrower pixel vectors lose
     to channel vectors (measured: 8x8 and 4x4 3x3 convs, 10x10 1x1 convs)."""
     return 16 if pixels % 16 == 0 else None
+
+
+def padded_pixels(pixels: int, reduced: int) -> int | None:
+    """For a pointwise conv whose flat image no vector length divides: the flat length rounded
+    up to whole 16-pixel vectors, or None to keep channel vectors (`smelt_qconv2d_cv`).
+    Channel vectors store each output byte by byte into NCHW, which costs most where the sum
+    per output is short; padded pixel vectors compute the surplus and broadcast a weight word
+    per channel. Measured on MobileNetV2's 10x10 and 5x5 1x1 convs, pixel vectors win with
+    `reduced` (input channels) <= 128 and a surplus <= 1/8 of the image (64 -> 384 at 10x10:
+    29 -> 26 us; 96 -> 576: 52 -> 48 us) and lose otherwise (384 -> 64: 25 -> 28 us; any 5x5,
+    28% surplus: 31 -> 52 us for 960 -> 160). One register tile holds every vector."""
+    padded = round_up(pixels, 16)
+    if (pixels % 16 == 0 or reduced > 128 or 8 * (padded - pixels) > pixels
+            or padded // 16 > 15):
+        return None
+    return padded
 
 
 # -- compile-time packing (numpy) ----------------------------------------------------------
@@ -255,6 +274,17 @@ def qconv2d(xq: te.Tensor, wp: te.Tensor, out_hw: tuple[int, int], stride, dilat
         return te.sum(_mac(xv, wp[oc, g, ry, rx, t]), axis=[g, ry, rx, t])
 
     return te.compute((n, o, *out_hw), body, name="smelt_qconv2d")
+
+
+def qconv2d_flat(xq: te.Tensor, wp: te.Tensor, out_hw: tuple[int, int]) -> te.Tensor:
+    """A pointwise conv over a flat image padded to P = `padded_pixels` pixels: packed uint8
+    (N, C' / 4, 1, 1, P, 4) -> int32 NCHW, `qconv2d` over (1, P) and then the first H x W
+    pixels (`smelt_unflatten`, which the schedule runs per tile, as the write-back)."""
+    h, w = out_hw
+    y = qconv2d(xq, wp, (1, int(xq.shape[4])), (1, 1), (1, 1))
+    return te.compute((int(y.shape[0]), int(y.shape[1]), h, w),
+                      lambda b, c, yy, xx: y[b, c, 0, yy * w + xx],
+                      name="smelt_unflatten")
 
 
 def qconv2d_cv(xq: te.Tensor, wp: te.Tensor, out_hw: tuple[int, int], stride,

@@ -27,9 +27,11 @@ A padded tile (channels or a row rounded up to whole vectors) ends in a slice: t
 its epilogue run per tile after the write-back (`_fold_epilogue`), never storing the surplus.
 Pixel vectors (int8-conv2d) need 16 consecutive output pixels: 16 divides the output row,
 or for a stride-1 unpadded 1x1 conv the flattened H x W (the block then iterates over flat
-pixels). The depthwise windows need `vpermb` (avx512vbmi) too. Without VNNI
-(`vnni.has_vnni` false for the current target) the same tiles run the L x 4 block as plain
-int32 vector code (LLVM widens and multiplies): correct, slower.
+pixels), or that image padded to whole vectors (`smelt_qconv2d_flat`: one tile holds every
+vector, and its `smelt_unflatten` write-back stores the H x W pixels row by row). The
+depthwise windows need `vpermb` (avx512vbmi) too. Without VNNI (`vnni.has_vnni` false for
+the current target) the same tiles run the L x 4 block as plain int32 vector code (LLVM
+widens and multiplies): correct, slower.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ Arrange = Callable[[s_tir.Schedule, list], tuple]
 
 def _tile(sch: s_tir.Schedule, blk, outer: list, reduction: list, unrolled: list, lane_loop,
           tile_at, parallel: list, arrange: Arrange, intrin: str | None,
-          tile_layout=None, flatten=None, whole_rows: bool = False) -> None:
+          tile_layout=None, flatten=None, whole_rows: bool = False,
+          trim_layout=None) -> None:
     """Order the loops, cache the tile, fold the epilogue into its write-back (`arrange`
     splits and orders the write-back's own loops and returns (vector loop, loops to
     unroll)), parallelize, split off the initial value, tensorize (without `intrin`: the
@@ -102,7 +105,10 @@ def _tile(sch: s_tir.Schedule, blk, outer: list, reduction: list, unrolled: list
     write-back keeps the output's (.., y, x) loops: each row is stored as vectors along x, the
     last one masked. A merged write-back's vectors straddle two rows wherever the vector
     length does not divide a row; into a strided (padded) output LLVM then stores them byte
-    by byte (MobileNetV2's 20x20 expand convs: 43 -> 28 us, 40x40: 80 -> 61 us)."""
+    by byte (MobileNetV2's 20x20 expand convs: 43 -> 28 us, 40x40: 80 -> 61 us).
+    `trim_layout`: an index map applied to the trimming consumer before it is computed in
+    the tile (TVM 0.27 infers a wrong region for (y, x) read at y W + x from a flat tile that
+    runs past H W; iterating that consumer over flat pixels avoids the inference)."""
     work = 1
     for lp in sch.get_loops(blk):
         work *= max(extent(sch, lp), 1)
@@ -124,6 +130,8 @@ def _tile(sch: s_tir.Schedule, blk, outer: list, reduction: list, unrolled: list
     depth = next(i for i, lp in enumerate(outer) if lp.same_as(tile_at)) + 1
     sch.reverse_compute_at(wb, tile_at, preserve_unit_loops=True)
     if trim is not None:  # the slice of a padded tile, its epilogue, in the same tile
+        if trim_layout is not None:
+            sch.transform_block_layout(trim, trim_layout)
         sch.reverse_compute_at(trim, tile_at, preserve_unit_loops=True)
     vector, wb_unrolled = arrange(sch, sch.get_loops(wb)[depth:])
     fused = sch.fuse(*parallel) if len(parallel) > 1 else parallel[0]
@@ -267,15 +275,32 @@ def qconv2d(sch: s_tir.Schedule) -> bool:
     lanes = pixel_lanes(extent(sch, x))
     if lanes is None:
         return False
-    r, v = _grid(channels, extent(sch, x) // lanes, _accumulators(lanes))
+    unflatten = _block(sch, "smelt_unflatten")
+    if unflatten is not None:  # padded flat pixels: one tile holds them all (whole rows)
+        v = extent(sch, x) // lanes
+        r = _divisor(channels, _accumulators(lanes) // v)
+    else:
+        r, v = _grid(channels, extent(sch, x) // lanes, _accumulators(lanes))
     whole_rows = flat is not None and flat % lanes != 0 and (v * lanes) % flat == 0
     oo, oi = sch.split(o, factors=[None, r])
     xo, xv, xl = sch.split(x, factors=[None, v, lanes])
     _tile(sch, blk, [b, oo, *rows, xo], [g, ry, rx], [oi, xv], xl, xo, [b, oo, *rows, xo],
           _columns(lanes), _intrinsic(False, lanes),
           flatten=None if flat is None else lambda n, c, h, w: (n, c, h * flat + w),
-          whole_rows=whole_rows)
+          whole_rows=whole_rows,
+          trim_layout=None if unflatten is None else _flat_rows(sch, unflatten))
+    if unflatten is not None:  # reads the tile itself; one vector per output row
+        sch.compute_inline(_block(sch, "smelt_qconv2d_global"))
+        height, width = (int(d) for d in sch.get(unflatten).writes[0].source.shape[-2:])
+        _, row = sch.split(sch.get_loops(unflatten)[-1], factors=[height, width])
+        sch.vectorize(row)
     return True
+
+
+def _flat_rows(sch: s_tir.Schedule, blk) -> IndexMap:
+    """(b, c, y, x) -> (b, c, y W + x) for the block writing (.., H, W)."""
+    width = int(sch.get(blk).writes[0].source.shape[-1])
+    return IndexMap.from_func(lambda b, c, y, x: (b, c, y * width + x))
 
 
 def _channels_inner(lanes: int) -> Arrange:
