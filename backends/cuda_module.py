@@ -58,6 +58,7 @@ class CudaModule(CompiledModule):
         self.device = tvm.cuda(0)
         self.threads = 1
         self._runtime = None
+        self._staged: dict[int, Any] = {}  # CompiledModule._device_input's
 
     @property
     def cuda_kernels(self) -> list[str]:

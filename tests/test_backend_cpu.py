@@ -73,3 +73,33 @@ def test_edge_shapes_and_dtypes_lower() -> None:
     i = Node.input("i", (5,), "int8")  # bounds beyond int8 saturate
     _compiled_vs_interpreted(Graph([i], [make("clamp", i, min=-1000, max=3)]),
                              np.array([-128, -1, 0, 3, 127], np.int8))
+
+
+def test_inputs_are_taken_as_given_or_staged() -> None:
+    """An aligned array is read in place, any other one (misaligned, read-only, another dtype,
+    a torch tensor) through a tensor kept per input; calls with different inputs never see a
+    previous call's data, and the caller's array is never written."""
+    import torch
+
+    from smelt.ir import Graph, Node, make
+
+    x = Node.input("x", (4, 33))
+    y = Node.input("y", (4, 33))
+    graph = Graph([x, y], [make("add", make("tanh", x), y)])
+    module = smelt.compile(graph)
+    rng = np.random.default_rng(0)
+    buffer = np.empty(4 * 33 + 16, np.float32)  # offsets 0 and 4 bytes: one is misaligned
+    for call in range(6):
+        a = rng.standard_normal((4, 33)).astype(np.float32)
+        b = rng.standard_normal((4, 33))  # float64: converted
+        start = (call % 2) + (-(buffer.ctypes.data // 4) % 16)
+        view = buffer[start:start + 4 * 33].reshape(4, 33)
+        view[...] = a
+        if call == 4:
+            view.flags.writeable = False
+        xs = torch.from_numpy(a.copy()) if call == 5 else view
+        kept = np.array(xs)
+        (got,) = module(xs, b)
+        np.testing.assert_array_equal(np.asarray(xs), kept)
+        np.testing.assert_allclose(got, np.tanh(a) + b.astype(np.float32), rtol=1e-5, atol=1e-6)
+    assert set(module._staged) >= {0, 1}  # the misaligned x and the converted y were staged
