@@ -26,7 +26,7 @@
       `R.memory.view`; a stride-1 unpadded 1x1 conv's over the flat image, vectors across
       rows: 3.6x faster than row by row on 10x10 images), then `smelt_qconv2d` (pixel
       vectors; the 1x1 conv runs over the flat image too) when 16 divides the output row (a
-      1x1 conv with a few input channels: or its flat image padded to whole vectors,
+      1x1 conv with at most 128 input channels: or its flat image padded to whole vectors,
       `smelt_qconv2d_flat`), else `smelt_qconv2d_cv` (channel vectors, output channels
       padded to 8 or 16 lanes);
     depthwise (groups = C, one output per channel): KW <= 4 -> the x_zp-padded input with
@@ -378,12 +378,8 @@ def _qconv2d_int8(bb, n: Node, xs, w: np.ndarray):
         if pointwise:  # packed over flat pixels (whole vectors, even across rows)
             hw = n.inputs[0].shape[2:]
             x = bb.emit(R.reshape(x, (n.shape[0], w.shape[1], 1, hw[0] * hw[1])))
-        words = bb.emit_te(I.pack_conv_input, x, pads, _uint8_zp(n), a["stride"][1],
-                           primfunc_name_hint="i8pack")
-        shape = [int(d) for d in words.ty.shape.values]
-        if pointwise and I.pixel_lanes(pixels) is None:  # the same bytes, by rows
-            shape = [shape[0], shape[1], *hw[:1], 1, hw[1]]
-        xq = bb.emit(R.memory.view(words, (*shape, 4), "uint8"))
+        by_rows = pointwise and I.pixel_lanes(pixels) is None  # the same bytes, by rows
+        xq = _packed_input(bb, n, x, pads, a["stride"][1], hw if by_rows else None)
         if I.pixel_lanes(pixels) is not None:
             wp = relax.const(I.pack_conv_weight(w), "int8")
             y = bb.emit_te(I.qconv2d, xq, wp, out_hw, *conv, primfunc_name_hint="qconv2d")
@@ -408,16 +404,24 @@ def _qconv2d_int8(bb, n: Node, xs, w: np.ndarray):
     return _bias_then_trim(bb, y, n, w, 1)
 
 
+def _packed_input(bb, n: Node, x, pads, stride_w: int, rows: tuple[int, int] | None = None):
+    """x packed into 4-channel words (`pack_conv_input`), viewed as uint8 (.., 4); `rows`:
+    (H, W) of a flat image, to view its words as rows (N, C' / 4, H, 1, W, 4)."""
+    words = bb.emit_te(I.pack_conv_input, x, pads, _uint8_zp(n), stride_w,
+                       primfunc_name_hint="i8pack")
+    shape = [int(d) for d in words.ty.shape.values]
+    if rows is not None:
+        shape = [shape[0], shape[1], rows[0], 1, rows[1]]
+    return bb.emit(R.memory.view(words, (*shape, 4), "uint8"))
+
+
 def _pointwise_padded_pixels(bb, n: Node, x, w: np.ndarray, pixels: int):
     """A pointwise conv over its flat image padded to whole pixel vectors (`padded_pixels`):
     the packed input carries the surplus pixels (the zero point), `smelt_qconv2d` runs over
     (1, P) and drops the surplus (`qconv2d_flat`), then the bias add."""
     padded = I.padded_pixels(pixels, w.shape[1])
     x = bb.emit(R.reshape(x, (n.shape[0], w.shape[1], 1, pixels)))
-    words = bb.emit_te(I.pack_conv_input, x, (0, 0, 0, padded - pixels), _uint8_zp(n), 1,
-                       primfunc_name_hint="i8pack")
-    shape = [int(d) for d in words.ty.shape.values]
-    xq = bb.emit(R.memory.view(words, (*shape, 4), "uint8"))
+    xq = _packed_input(bb, n, x, (0, 0, 0, padded - pixels), 1)
     y = bb.emit_te(I.qconv2d_flat, xq, relax.const(I.pack_conv_weight(w), "int8"), n.shape[2:],
                    primfunc_name_hint="qconv2d")
     return _bias_then_trim(bb, y, n, w, 1)
