@@ -373,8 +373,9 @@ def _qconv2d_int8(bb, n: Node, xs, w: np.ndarray):
     if a["groups"] == 1:
         x, pointwise = xs[0], I.is_pointwise(w.shape[2:], a["stride"], pads)
         pixels = out_hw[0] * out_hw[1] if pointwise else out_hw[1]
-        if pointwise and I.padded_pixels(pixels, w.shape[1]) is not None:
-            return _pointwise_padded_pixels(bb, n, x, w, pixels)
+        padded = I.padded_pixels(pixels, w.shape[1]) if pointwise else None
+        if padded is not None:
+            return _pointwise_padded_pixels(bb, n, x, w, pixels, padded)
         if pointwise:  # packed over flat pixels (whole vectors, even across rows)
             hw = n.inputs[0].shape[2:]
             x = bb.emit(R.reshape(x, (n.shape[0], w.shape[1], 1, hw[0] * hw[1])))
@@ -415,11 +416,10 @@ def _packed_input(bb, n: Node, x, pads, stride_w: int, rows: tuple[int, int] | N
     return bb.emit(R.memory.view(words, (*shape, 4), "uint8"))
 
 
-def _pointwise_padded_pixels(bb, n: Node, x, w: np.ndarray, pixels: int):
+def _pointwise_padded_pixels(bb, n: Node, x, w: np.ndarray, pixels: int, padded: int):
     """A pointwise conv over its flat image padded to whole pixel vectors (`padded_pixels`):
     the packed input carries the surplus pixels (the zero point), `smelt_qconv2d` runs over
     (1, P) and drops the surplus (`qconv2d_flat`), then the bias add."""
-    padded = I.padded_pixels(pixels, w.shape[1])
     x = bb.emit(R.reshape(x, (n.shape[0], w.shape[1], 1, pixels)))
     xq = _packed_input(bb, n, x, (0, 0, 0, padded - pixels), 1)
     y = bb.emit_te(I.qconv2d_flat, xq, relax.const(I.pack_conv_weight(w), "int8"), n.shape[2:],
