@@ -12,7 +12,7 @@ into one call, p = call_tir(producer', args), where producer' is the scheduled p
 with its output buffer declared as a strided view of p at (t, l) (`T.decl_buffer(...,
 data=p.data, strides=..., elem_offset=...)`), so every store of the scheduled code lands in
 place, and a loop writes the zero point over the border first (per channel: the rows above,
-the gaps between rows, unrolled, and the rows below). Nothing else of the producer changes.
+the gaps between rows, a vector each, and the rows below). Nothing else of the producer changes.
 
 TVM 0.27 exposes no Python statement mutator (and `PrimFunc.specialize` cannot give a buffer
 strides), so producer' is made by editing the producer's TVMScript and parsing it back; a
