@@ -38,7 +38,7 @@ test: setup
 	$(PY) -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider tests
 
 bench: setup
-	$(PY) benchmarks/cpu_latency.py
+	$(PY) -m benchmarks.cpu_latency
 
 lint: setup
 	$(PY) -m ruff check ir rewrite passes backends smelt tests benchmarks
