@@ -6,7 +6,7 @@ registers them (see `smelt.rewrite.registry`):
 - `fuse`: matmul + bias + relu/relu6 into fused_matmul (fusion.py); exact.
 """
 
-from smelt.rewrite.passes import RewritePass
+from smelt.rewrite.pass_api import RewritePass
 from smelt.rewrite.registry import register_pass, register_rules
 
 from . import identities

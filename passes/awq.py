@@ -33,7 +33,7 @@ from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 from smelt.rewrite.contract import bounded
 from smelt.rewrite.errors import PipelineParseError
-from smelt.rewrite.passes import Pass, PassContext, PassResult
+from smelt.rewrite.pass_api import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass
 
 from .calibration import calibrate

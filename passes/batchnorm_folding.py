@@ -52,7 +52,7 @@ from smelt.ir.node import Node
 from smelt.ir.types import numpy_dtype
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import any_of, const, op, var
-from smelt.rewrite.passes import PassContext, PassResult, RewritePass
+from smelt.rewrite.pass_api import PassContext, PassResult, RewritePass
 from smelt.rewrite.pattern import Pattern
 from smelt.rewrite.registry import register_pass, register_rules
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule

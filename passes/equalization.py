@@ -71,7 +71,7 @@ from smelt.ir.node import Node
 from smelt.ir.op_table import get_op
 from smelt.rewrite.contract import Contract, bounded, exact
 from smelt.rewrite.errors import PipelineParseError
-from smelt.rewrite.passes import Pass, PassContext, PassResult
+from smelt.rewrite.pass_api import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass
 
 from .batchnorm_folding import (

@@ -32,7 +32,7 @@ from smelt.ir.node import Node
 from smelt.ir.ops.fused import broadcast_shapes, split_operands
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import op, var
-from smelt.rewrite.passes import RewritePass
+from smelt.rewrite.pass_api import RewritePass
 from smelt.rewrite.registry import register_pass, register_rules
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 

@@ -27,7 +27,7 @@ from smelt.ir.ops.int4 import INT4_MAX, INT4_MIN, pack_int4
 from smelt.rewrite.contract import exact
 from smelt.rewrite.driver import rewrite
 from smelt.rewrite.dsl import op
-from smelt.rewrite.passes import RewritePass
+from smelt.rewrite.pass_api import RewritePass
 from smelt.rewrite.registry import register_pass, register_rules
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 

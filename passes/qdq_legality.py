@@ -22,7 +22,7 @@ from smelt.ir.types import TensorType, is_float
 from smelt.rewrite.contract import exact
 from smelt.rewrite.driver import rewrite
 from smelt.rewrite.explain import explain
-from smelt.rewrite.passes import Pass, PassContext, PassResult
+from smelt.rewrite.pass_api import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass, register_rules
 
 from .fold_qdq import FOLD_QDQ

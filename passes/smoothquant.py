@@ -28,7 +28,7 @@ from smelt.ir.types import is_float, numpy_dtype
 from smelt.rewrite.contract import bounded
 from smelt.rewrite.driver import RewriteResult, rewrite
 from smelt.rewrite.errors import PipelineParseError
-from smelt.rewrite.passes import Pass, PassContext, PassResult
+from smelt.rewrite.pass_api import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass
 
 from .calibration import calibrate

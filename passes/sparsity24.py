@@ -39,7 +39,7 @@ from smelt.ir.types import TensorType
 from smelt.rewrite.contract import Contract, bounded
 from smelt.rewrite.driver import rewrite
 from smelt.rewrite.errors import PipelineParseError
-from smelt.rewrite.passes import Pass, PassContext, PassResult, RewritePass
+from smelt.rewrite.pass_api import Pass, PassContext, PassResult, RewritePass
 from smelt.rewrite.registry import register_pass, register_rules
 
 from . import sparsity24_pack

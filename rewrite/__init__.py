@@ -20,7 +20,7 @@ from .errors import (
     UnknownPassError,
 )
 from .explain import Explanation, explain
-from .passes import (
+from .pass_api import (
     FunctionPass,
     Pass,
     PassContext,

@@ -13,7 +13,7 @@ A match produces captures (`name -> Node`). A name used twice must bind the same
 `commutative` flag) are tried in both orders, so one rule covers `x * 1` and `1 * x`.
 Matching returns every way the pattern matches (a list of capture dicts), and a rule's
 rewrite is tried on each until one returns a node. This is the reference matcher; the
-driver runs the same enumeration compiled to straight-line code (compile.py).
+driver runs the same enumeration compiled to straight-line code (matcher.py).
 
 Every pattern can say why a match failed: pass a `MissLog` and it records the deepest
 failure (how many pattern nodes had matched, where, and the reason); `explain` prints it.

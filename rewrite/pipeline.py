@@ -25,7 +25,7 @@ from smelt.ir.graph import Graph
 
 from .contract import Contract, compose
 from .errors import ContractViolation, PassContractError, PipelineParseError
-from .passes import Pass, PassContext, PassReport, normalize_batches
+from .pass_api import Pass, PassContext, PassReport, normalize_batches
 from .registry import get_pass
 from .verify import assert_equivalent, sample_inputs
 

@@ -87,7 +87,7 @@ class Rule:
     def matcher(self) -> Callable[[Any, Any], Any]:
         """The compiled form the driver runs: `matcher(node, ctx)` -> rewrite or None."""
         if self._matcher is None:
-            from .compile import compile_rule
+            from .matcher import compile_rule
 
             self._matcher = compile_rule(self)
         return self._matcher

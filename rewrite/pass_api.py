@@ -1,4 +1,5 @@
-"""Passes: `Graph -> PassResult(graph, changed, report)`.
+"""The pass interface: a pass is `Graph -> PassResult(graph, changed, report)` (the passes
+that ship with smelt, built on this, are the `smelt.passes` package).
 
 Two kinds:
 - `RewritePass`: a rule set run by the driver to a fixpoint (canonicalize, fuse, ...);

@@ -1,4 +1,4 @@
-"""Compiling a rule into one Python function, for the driver's hot path.
+"""Matchers: a rule's pattern turned into one Python function, for the driver's hot path.
 
 `compile_rule(rule)` turns the rule's pattern into straight-line code: nested `if` blocks for
 ops, arities, attributes, constraints and capture names, a `for` loop over the two operand
