@@ -40,16 +40,10 @@ rewriter; the following-layer case as in TVM's FoldScaleAxis (backward folding).
 
 from __future__ import annotations
 
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable
-
 import numpy as np
-from hypothesis import strategies as st
 
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
-from smelt.ir.types import numpy_dtype
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import any_of, const, op, var
 from smelt.rewrite.pass_api import PassContext, PassResult, RewritePass
@@ -57,7 +51,17 @@ from smelt.rewrite.pattern import Pattern
 from smelt.rewrite.registry import register_pass, register_rules
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 
-FLOATS = ("float16", "float32", "float64")
+from .weights import (
+    FLOATS,
+    bias64,
+    derive,
+    input_shift_bias,
+    memoized,
+    name_derived,
+    scale_inputs,
+    stored,
+)
+
 x, w = var("x"), const("w")
 
 
@@ -84,43 +88,6 @@ def bn_affine(bn: Node) -> tuple[np.ndarray, np.ndarray]:
     return s, beta - mean * s
 
 
-def input_shift_bias(layer: Node, t: np.ndarray) -> np.ndarray:
-    """What a constant shift t of `layer`'s input channels adds to its output (float64):
-    layer(x + t) = layer(x) + this, for linear and unpadded conv2d (any groups)."""
-    wv = np.asarray(layer.inputs[1].value, np.float64)
-    if layer.op == "linear":
-        return wv @ t
-    g = layer.attrs["groups"]
-    o, cg = wv.shape[:2]
-    return np.einsum("gocij,gc->go", wv.reshape(g, o // g, cg, *wv.shape[2:]),
-                     t.reshape(g, cg)).reshape(o)
-
-
-def scale_inputs(layer: Node, s: np.ndarray, wv: np.ndarray | None = None) -> np.ndarray:
-    """`layer`'s weight (or `wv`, an array of its shape) in float64 with input channel c
-    scaled by s[c] (any groups)."""
-    if wv is None:
-        wv = np.asarray(layer.inputs[1].value, np.float64)
-    if layer.op == "linear":
-        return wv * s[None, :]
-    g = layer.attrs["groups"]
-    o, cg = wv.shape[:2]
-    view = wv.reshape(g, o // g, cg, *wv.shape[2:]) * s.reshape(g, 1, cg, 1, 1)
-    return view.reshape(wv.shape)
-
-
-def bias64(layer: Node) -> np.ndarray:
-    if len(layer.inputs) > 2:
-        return np.asarray(layer.inputs[2].value, np.float64)
-    return np.zeros(layer.inputs[1].shape[0])
-
-
-def stored(value: np.ndarray, dtype: str) -> Node | None:
-    """A float64 result rounded once to `dtype`, as a constant (None: not finite there)."""
-    array = value.astype(numpy_dtype(dtype))
-    return Node.constant(array, dtype) if np.all(np.isfinite(array)) else None
-
-
 def _unfoldable(layer: Node, bn: Node) -> str | None:
     if layer.dtype not in FLOATS:
         return f"dtype {layer.dtype} is not a float type"
@@ -130,44 +97,6 @@ def _unfoldable(layer: Node, bn: Node) -> str | None:
     if not all(np.all(np.isfinite(n.value)) for n in bn.inputs[1:] + layer.inputs[1:]):
         return "a weight or statistic is not finite"
     return None
-
-
-_MEMO: OrderedDict[tuple, Node | NoMatch] = OrderedDict()
-_MEMO_SIZE = 256
-
-
-def memoized(key: tuple, build: Callable[[], Node | NoMatch]) -> Node | NoMatch:
-    """One folded node per (rule, matched nodes): folding the same match twice gives the same
-    node (new weight constants are identified by object, so they are built only once)."""
-    hit = _MEMO.get(key)
-    if hit is None:
-        hit = _MEMO[key] = build()
-        if len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    else:
-        _MEMO.move_to_end(key)
-    return hit
-
-
-_DERIVED: weakref.WeakKeyDictionary[Node, weakref.ref] = weakref.WeakKeyDictionary()
-
-
-def derive(new: Node, source: Node | None) -> None:
-    """Remember that constant `new` was computed from constant `source` (for its name)."""
-    if source is not None:
-        _DERIVED[new] = weakref.ref(source)
-
-
-def name_derived(graph: Graph) -> Graph:
-    """Unnamed constants computed from named ones take their names (side table only), so
-    reports keep saying `stem.0.weight` after folding."""
-    names = {}
-    for n in graph.constants():
-        ref = _DERIVED.get(n) if n not in graph.names else None
-        source = ref() if ref is not None else None
-        if source is not None and source in graph.names:
-            names[n] = graph.names[source]
-    return graph.replace(names=names) if names else graph
 
 
 def _rebuilt(layer: Node, inner: Node, w64: np.ndarray, b64: np.ndarray,
@@ -199,20 +128,8 @@ def _fold_into_previous(x: Node, layer: Node, bn: Node) -> Node | NoMatch:
     return memoized(("previous", layer, bn), build)
 
 
-def _bn_conv_instance(draw: st.DrawFn) -> Graph:
-    xin = draw_conv_input(draw)
-    layer = draw_conv(draw, xin)
-    return Graph([xin], [draw_batch_norm(draw, layer)])
-
-
-def _bn_linear_instance(draw: st.DrawFn) -> Graph:
-    xin = Node.input("x0", (draw(st.integers(1, 3)), draw(st.integers(1, 5))), draw_dtype(draw))
-    layer = draw_linear(draw, xin)
-    return Graph([xin], [draw_batch_norm(draw, layer)])
-
-
 @rule(batch_norm_of(layer_of("conv2d", x).single_use()), contract=exact, family="fold-bn",
-      instance=_bn_conv_instance)
+      instance=".batchnorm_instances:bn_of_conv")
 def fold_bn_into_conv(x: Node, w: Node, layer: Node, bn: Node) -> Node | NoMatch:
     """batch_norm(conv2d(x, W, b)) -> conv2d(x, s W, s b + t)
     (s = gamma / sqrt(var + eps), t = beta - mean s; any groups; Jacob et al. 2018, 3.2)"""
@@ -220,7 +137,7 @@ def fold_bn_into_conv(x: Node, w: Node, layer: Node, bn: Node) -> Node | NoMatch
 
 
 @rule(batch_norm_of(layer_of("linear", x).single_use()), contract=exact, family="fold-bn",
-      instance=_bn_linear_instance)
+      instance=".batchnorm_instances:bn_of_linear")
 def fold_bn_into_linear(x: Node, w: Node, layer: Node, bn: Node) -> Node | NoMatch:
     """batch_norm(linear(x, W, b)) -> linear(x, s W, s b + t)   (output (N, features);
     s = gamma / sqrt(var + eps), t = beta - mean s; Jacob et al. 2018, 3.2)"""
@@ -247,20 +164,8 @@ def _fold_into_next(x: Node, layer: Node, bn: Node) -> Node | NoMatch:
     return memoized(("next", layer, bn), build)
 
 
-def _conv_bn_instance(draw: st.DrawFn) -> Graph:
-    xin = draw_conv_input(draw)
-    centered = draw(st.integers(0, 3)) == 0  # t = 0: padding allowed
-    bn = draw_batch_norm(draw, xin, centered=centered)
-    return Graph([xin], [draw_conv(draw, bn, padded=centered)])
-
-
-def _linear_bn_instance(draw: st.DrawFn) -> Graph:
-    xin = Node.input("x0", (draw(st.integers(1, 3)), draw(st.integers(1, 5))), draw_dtype(draw))
-    return Graph([xin], [draw_linear(draw, draw_batch_norm(draw, xin))])
-
-
 @rule(layer_of("conv2d", batch_norm_of(x).single_use()), contract=exact, family="fold-bn",
-      instance=_conv_bn_instance)
+      instance=".batchnorm_instances:conv_of_bn")
 def fold_bn_into_next_conv(x: Node, w: Node, layer: Node, bn: Node) -> Node | NoMatch:
     """conv2d(batch_norm(x), W, b) -> conv2d(x, W s_in, b + W * t)
     (zero padding only: padded zeros are not normalized; any groups; backward folding)"""
@@ -268,81 +173,10 @@ def fold_bn_into_next_conv(x: Node, w: Node, layer: Node, bn: Node) -> Node | No
 
 
 @rule(layer_of("linear", batch_norm_of(x).single_use()), contract=exact, family="fold-bn",
-      instance=_linear_bn_instance)
+      instance=".batchnorm_instances:linear_of_bn")
 def fold_bn_into_next_linear(x: Node, w: Node, layer: Node, bn: Node) -> Node | NoMatch:
     """linear(batch_norm(x), W, b) -> linear(x, W diag(s), b + W t)   (x (N, features))"""
     return _fold_into_next(x, layer, bn)
-
-
-# -- random instances (for the rule verifier) ----------------------------------------------------
-def draw_dtype(draw: st.DrawFn) -> str:
-    return draw(st.sampled_from(("float32", "float32", "float32", "float64", "float16")))
-
-
-def _rng(draw: st.DrawFn) -> np.random.Generator:
-    return np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-
-
-def _weights(draw: st.DrawFn, shape: tuple[int, ...], dtype: str) -> Node:
-    rng = _rng(draw)
-    scale = draw(st.sampled_from((0.1, 0.5, 1.0)))
-    value = rng.standard_normal(shape) * scale
-    if draw(st.booleans()):  # output channels of very different ranges
-        spread = np.exp(rng.uniform(-3, 3, shape[0]))
-        value = value * spread.reshape((-1,) + (1,) * (len(shape) - 1))
-    return Node.constant(value.astype(numpy_dtype(dtype)), dtype)
-
-
-def draw_conv_input(draw: st.DrawFn) -> Node:
-    c = draw(st.sampled_from((1, 2, 3, 4, 6)))
-    shape = (draw(st.integers(1, 2)), c, draw(st.integers(3, 6)), draw(st.integers(3, 6)))
-    return Node.input("x0", shape, draw_dtype(draw))
-
-
-def draw_conv(draw: st.DrawFn, inner: Node, padded: bool = True,
-              groups: int | None = None) -> Node:
-    """conv2d(inner): plain, grouped or depthwise (or `groups` given), any kernel, stride and
-    dilation, padding when `padded`, with or without bias."""
-    c = inner.shape[1]
-    if groups is None:
-        groups = draw(st.sampled_from(sorted({g for g in (1, 2, 3, c) if c % g == 0})))
-    out = groups * draw(st.integers(1, 3))
-    k = draw(st.integers(1, 3))
-    attrs = {"stride": (draw(st.integers(1, 2)),) * 2, "dilation": (draw(st.integers(1, 2)),) * 2,
-             "padding": (draw(st.integers(0, 1)) if padded else 0,) * 2, "groups": groups}
-    span = (k - 1) * attrs["dilation"][0] + 1
-    if span > min(inner.shape[2:]) + 2 * attrs["padding"][0]:
-        k, span = 1, 1
-    operands = [inner, _weights(draw, (out, c // groups, k, k), inner.dtype)]
-    if draw(st.booleans()):
-        operands.append(_weights(draw, (out,), inner.dtype))
-    return Node.make("conv2d", operands, **attrs)
-
-
-def draw_linear(draw: st.DrawFn, inner: Node) -> Node:
-    out = draw(st.integers(1, 5))
-    operands = [inner, _weights(draw, (out, inner.shape[-1]), inner.dtype)]
-    if draw(st.booleans()):
-        operands.append(_weights(draw, (out,), inner.dtype))
-    return Node.make("linear", operands)
-
-
-def draw_batch_norm(draw: st.DrawFn, inner: Node, centered: bool = False) -> Node:
-    """batch_norm(inner) with random statistics (variances from 1e-3 to 10), with 0, 1 or 2
-    affine parameters; `centered`: mean = beta = 0, so that bn(0) = 0."""
-    c, dtype, rng = inner.shape[1], inner.dtype, _rng(draw)
-    nd = numpy_dtype(dtype)
-    mean = np.zeros(c) if centered else rng.standard_normal(c)
-    var_ = np.exp(rng.uniform(np.log(1e-3), np.log(10.0), c))
-    stats = [Node.constant(mean.astype(nd), dtype), Node.constant(var_.astype(nd), dtype)]
-    arity = draw(st.integers(0, 2))
-    if arity >= 1:
-        stats.append(Node.constant(rng.uniform(-2, 2, c).astype(nd), dtype))
-    if arity == 2:
-        beta = np.zeros(c) if centered else rng.standard_normal(c)
-        stats.append(Node.constant(beta.astype(nd), dtype))
-    eps = draw(st.sampled_from((1e-5, 1e-3, 0.1)))
-    return Node.make("batch_norm", [inner, *stats], eps=eps)
 
 
 FOLD_BN = RuleSet([fold_bn_into_conv, fold_bn_into_linear, fold_bn_into_next_conv,

@@ -19,17 +19,14 @@ Source: constant propagation, as in every compiler (TVM FoldConstant, MLIR folde
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
 
 from smelt.ir.errors import SmeltError
-from smelt.ir.graph import Graph
 from smelt.ir.interpreter import evaluate
 from smelt.ir.node import Node
 from smelt.ir.types import TensorType
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import any_op
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
-from smelt.rewrite.strategies import TENSOR_KINDS, tensors
 
 MAX_FOLDED = 1 << 20
 
@@ -43,32 +40,8 @@ def operands_constant(node: Node) -> str | None:
     return None
 
 
-def _build_instance(draw: st.DrawFn) -> Graph:
-    """An op from a small vocabulary over constant operands (with outliers and ties)."""
-    name = draw(st.sampled_from(sorted(_VOCABULARY)))
-    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
-    kind = draw(st.sampled_from(TENSOR_KINDS))
-    arity, attrs = _VOCABULARY[name]
-    if name == "matmul":
-        shapes = [shape[:-1] + (shape[-1],), (shape[-1], draw(st.integers(1, 4)))]
-    else:
-        shapes = [shape] * arity
-    args = [Node.constant(draw(tensors(s, "float32", kind=kind)), "float32") for s in shapes]
-    if name in ("log", "sqrt"):
-        args = [Node.constant(np.abs(a.value) + np.float32(0.5)) for a in args]
-    node = Node.make(name, args, **attrs)
-    return Graph([], [node])
-
-
-_VOCABULARY: dict[str, tuple[int, dict]] = {
-    "add": (2, {}), "mul": (2, {}), "sub": (2, {}), "maximum": (2, {}), "relu": (1, {}),
-    "neg": (1, {}), "exp": (1, {}), "log": (1, {}), "sqrt": (1, {}), "tanh": (1, {}),
-    "matmul": (2, {}), "reduce_sum": (1, {}), "softmax": (1, {}),
-}
-
-
 @rule(any_op().where(operands_constant).named("n"), contract=exact, family="canonicalize",
-      instance=_build_instance)
+      instance=".constant_folding_instances:op_of_constants")
 def fold_constants(n: Node) -> Node | NoMatch:
     """f(c1, c2, ...) -> constant(f(c1, c2, ...))   (constant propagation)"""
     t = n.type

@@ -74,7 +74,7 @@ from smelt.rewrite.errors import PipelineParseError
 from smelt.rewrite.pass_api import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass
 
-from .batchnorm_folding import (
+from .weights import (
     FLOATS,
     bias64,
     derive,

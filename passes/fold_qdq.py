@@ -40,7 +40,6 @@ from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import op, var
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 
-from . import qdq_instances as inst
 from .qscales import dyadic_multiplier
 
 SINKABLE = "reshape|flatten|transpose|squeeze|unsqueeze|max_pool2d|pad"
@@ -182,7 +181,7 @@ layer_p = op("conv2d|linear|matmul", ...).single_use().named("layer")
 
 
 @rule(op.quantize(layer_p).named("q"), contract=exact, family="fold-qdq",
-      instance=inst.contraction(False))
+      instance=".qdq_instances:contraction")
 def fold_contraction(layer: Node, q: Node) -> Node | NoMatch:
     """quantize(conv2d|linear|matmul(dq(x), dq(W), dq(b)?)) -> requantize(qconv2d|qlinear|
     qmatmul(x, W, b))   (exact for a dyadic rescale s_x s_w / s_y; Jacob et al. 2018, 2.2)"""
@@ -190,7 +189,7 @@ def fold_contraction(layer: Node, q: Node) -> Node | NoMatch:
 
 
 @rule(op.quantize(op("relu|relu6", layer_p).single_use().named("act")).named("q"),
-      contract=exact, family="fold-qdq", instance=inst.contraction(True))
+      contract=exact, family="fold-qdq", instance=".qdq_instances:contraction_act")
 def fold_contraction_act(layer: Node, act: Node, q: Node) -> Node | NoMatch:
     """quantize(relu|relu6(conv2d|linear|matmul(dq(x), dq(W), dq(b)?))) ->
     requantize(qconv2d|qlinear|qmatmul(x, W, b)){clamp from the activation}"""
@@ -217,14 +216,14 @@ def _fold_add(da: Node, db: Node, q: Node, act: Node | None) -> Node | NoMatch:
 
 
 @rule(op.quantize(add_p).named("q"), contract=exact, family="fold-qdq",
-      instance=inst.add(False))
+      instance=".qdq_instances:add")
 def fold_add(a: Node, b: Node, da: Node, db: Node, s: Node, q: Node) -> Node | NoMatch:
     """quantize(add(dq(a), dq(b))) -> qadd(a, b)   (exact rational rescale)"""
     return _fold_add(da, db, q, None)
 
 
 @rule(op.quantize(op("relu|relu6", add_p).single_use().named("act")).named("q"),
-      contract=exact, family="fold-qdq", instance=inst.add(True))
+      contract=exact, family="fold-qdq", instance=".qdq_instances:add_act")
 def fold_add_act(a: Node, b: Node, da: Node, db: Node, s: Node, act: Node,
                  q: Node) -> Node | NoMatch:
     """quantize(relu|relu6(add(dq(a), dq(b)))) -> qadd(a, b){clamp from the activation}"""
@@ -233,7 +232,7 @@ def fold_add_act(a: Node, b: Node, da: Node, db: Node, s: Node, act: Node,
 
 @rule(op.quantize(op.reduce_mean(op.dequantize(var("x")).named("dx")).single_use()
                   .named("m")).named("q"), contract=exact, family="fold-qdq",
-      instance=inst.mean)
+      instance=".qdq_instances:mean")
 def fold_mean(x: Node, dx: Node, m: Node, q: Node) -> Node | NoMatch:
     """quantize(reduce_mean(dq(x))) -> qmean(x)   (exact rational rescale)"""
     px, pq = per_tensor(dx), per_tensor(q)
@@ -249,7 +248,7 @@ def fold_mean(x: Node, dx: Node, m: Node, q: Node) -> Node | NoMatch:
 
 # -- moving and cancelling --------------------------------------------------------------------
 @rule(op(SINKABLE, op.dequantize(var("x")).named("dx")).named("t"), contract=exact,
-      family="fold-qdq", instance=inst.sink)
+      family="fold-qdq", instance=".qdq_instances:sink")
 def sink_dequantize(x: Node, dx: Node, t: Node) -> Node | NoMatch:
     """t(dq(x)) -> dq(t(x))   (t moves, selects or zero-pads values; per-tensor dq)"""
     p = per_tensor(dx)
@@ -268,7 +267,7 @@ def sink_dequantize(x: Node, dx: Node, t: Node) -> Node | NoMatch:
 
 
 @rule(op.quantize(op.dequantize(var("x")).named("dx")).named("q"), contract=exact,
-      family="fold-qdq", instance=inst.cancel)
+      family="fold-qdq", instance=".qdq_instances:cancel")
 def cancel_qdq(x: Node, dx: Node, q: Node) -> Node | NoMatch:
     """quantize(dq(x)) -> x   (same scale, zero point and type; the clamp keeps x's range)"""
     if (dx.attrs["scale"], dx.attrs["zero_point"], dx.attrs["axis"]) != \

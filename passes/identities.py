@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from smelt.ir.node import Node
 from smelt.ir.ops.fused import broadcast_shapes
+from smelt.rewrite.casts import LOSSLESS_CASTS
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import const, op, var
-from smelt.rewrite.instances import LOSSLESS_CASTS
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 
 x, y, a, b = var("x"), var("y"), var("a"), var("b")

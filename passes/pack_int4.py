@@ -19,7 +19,6 @@ int4 kernels: two nibbles per byte, one scale per group.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
 
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
@@ -31,8 +30,8 @@ from smelt.rewrite.pass_api import RewritePass
 from smelt.rewrite.registry import register_pass, register_rules
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 
-from .batchnorm_folding import memoized
-from .qscales import is_float32, weight_scale
+from .qscales import is_float32
+from .weights import memoized
 
 
 def _grouped_weight(w: Node) -> tuple[np.ndarray, np.ndarray, int] | str:
@@ -75,25 +74,8 @@ def _pack(lin: Node) -> Node | NoMatch:
     return Node.make("linear_w4", (x, packed, s, *lin.inputs[2:]), group=g)
 
 
-def _instance(draw) -> Graph:
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    n, k = draw(st.integers(1, 6)), 2 * draw(st.integers(1, 8))
-    g = draw(st.sampled_from([d for d in range(1, k + 1) if k % d == 0]))
-    q = rng.integers(INT4_MIN, INT4_MAX + 1, size=(n * k // g, g)).astype(np.int8)
-    q.reshape(-1)[0] = draw(st.sampled_from((INT4_MIN, INT4_MAX, 0)))  # extremes
-    s = weight_scale(rng.uniform(1e-3, 1.0, size=q.shape[0]), None)
-    axis = 0 if len(s) > 1 else None
-    d = Node.make("dequantize", (Node.constant(q),), scale=tuple(float(v) for v in s),
-                  zero_point=(0,), axis=axis)
-    w = Node.make("reshape", (d,), shape=(n, k)) if g != k or draw(st.booleans()) else d
-    x = Node.input("x0", (draw(st.integers(1, 3)), k), "float32")
-    ins = [x, w]
-    if draw(st.booleans()):
-        ins.append(Node.constant(rng.normal(size=n).astype(np.float32)))
-    return Graph([x], [Node.make("linear", ins)])
-
-
-@rule(op.linear(...).named("lin"), contract=exact, family="pack-int4", instance=_instance)
+@rule(op.linear(...).named("lin"), contract=exact, family="pack-int4",
+      instance=".pack_int4_instances:linear_of_int4")
 def pack_int4_linear(lin: Node) -> Node | NoMatch:
     """linear(x, reshape?(dequantize(q){s}), b?) -> linear_w4(x, pack(q), s, b?){group}
     (4-bit values two per byte, low nibble first; AWQ/GPTQ W4A16 storage)"""

@@ -256,7 +256,7 @@ def measured(before: Graph, after: Graph, calibration, changed: bool
     if calibration:
         batches, on = list(calibration), "calibration"
     else:
-        from smelt.rewrite.verify import sample_inputs
+        from smelt.rewrite.equivalence import sample_inputs
 
         batches, on = sample_inputs(before, 2, seed=0), "seeded sample"
     err, rel = measure(before, after, batches) if changed else (0.0, 0.0)

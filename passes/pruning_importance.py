@@ -191,7 +191,7 @@ def taylor_scores(analysis: ChannelAnalysis, batches: Sequence[tuple[np.ndarray,
     (see the module docstring): E ||J a_c||^2, the first-order output change of removing c."""
     import torch
 
-    from smelt.backends.to_torch import TORCH_DTYPES, to_torch
+    from smelt.backends.interop import TORCH_DTYPES, to_torch
 
     gated, gates = _gated(analysis)
     classes = sorted({int(r) for _, roots in gates for r in roots if r not in analysis.cls.fixed})

@@ -1,4 +1,5 @@
-"""Random Q/DQ graphs for the fold-qdq rules' property tests (hypothesis builders).
+"""Random Q/DQ graphs for the fold-qdq rules' property tests (hypothesis builders), named by
+the rules (`instance=".qdq_instances:mean"`) and imported only when verification runs.
 
 Scales follow smelt's quantize pass (passes/qscales.py): activation scales with 6-bit
 mantissas, drawn often as powers of two so that rounding ties are common; weight scales
@@ -88,7 +89,7 @@ def _bias(draw, n: int, s_x: float, w_scales: list) -> Node:
                      axis=0 if n > 1 else None)
 
 
-def contraction(act: bool):
+def _contraction(act: bool):
     @well_typed
     def build(draw) -> Graph:
         kind = draw(st.sampled_from(("conv2d", "linear", "matmul")))
@@ -124,7 +125,7 @@ def contraction(act: bool):
     return build
 
 
-def add(act: bool):
+def _add(act: bool):
     @well_typed
     def build(draw) -> Graph:
         shape = (draw(st.integers(1, 3)), draw(st.integers(1, 5)))
@@ -136,6 +137,12 @@ def add(act: bool):
         return Graph([a, b], [quantize_out(draw, y, act_scale(draw))])
 
     return build
+
+
+contraction = _contraction(False)  # quantize(conv2d|linear|matmul(dq(x), dq(W), dq(b)?))
+contraction_act = _contraction(True)  # ... with relu or relu6 before the quantize
+add = _add(False)  # quantize(add(dq(a), dq(b)))
+add_act = _add(True)  # ... with relu or relu6 before the quantize
 
 
 @well_typed

@@ -20,17 +20,14 @@ section 3.2: the scale folded into the previous operator.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
 
-from smelt.ir.graph import Graph
 from smelt.ir.node import Node
-from smelt.ir.types import numpy_dtype
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import const, op, var
 from smelt.rewrite.registry import register_rules
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 
-from .batchnorm_folding import memoized
+from .weights import memoized, stored
 
 FLOATS = ("float32", "float64")
 
@@ -45,11 +42,6 @@ def channel_vector(c: Node, width: int) -> np.ndarray | None:
     return None
 
 
-def _stored(v: np.ndarray, dtype: str) -> Node | None:
-    a = v.astype(numpy_dtype(dtype))
-    return Node.constant(a, dtype) if np.all(np.isfinite(a)) else None
-
-
 def _check(p: Node, c: Node) -> np.ndarray | NoMatch:
     if p.dtype not in FLOATS or c.dtype != p.dtype:
         return reject(f"dtypes {p.dtype} and {c.dtype}: only float32/float64 scales migrate")
@@ -61,39 +53,8 @@ def _check(p: Node, c: Node) -> np.ndarray | NoMatch:
     return vec
 
 
-def _ln_instance(draw) -> Graph:
-    d = draw(st.integers(1, 6))
-    x = Node.input("x0", (draw(st.integers(1, 3)), d), "float32")
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    ins = [x] + [Node.constant(rng.normal(size=d).astype(np.float32))
-                 for _ in range(draw(st.integers(0, 2)))]
-    ln = Node.make("layer_norm", ins, axis=-1)
-    c = Node.constant(rng.uniform(0.1, 4, size=d).astype(np.float32))
-    return Graph([x], [Node.make("mul", (ln, c))])
-
-
-def _linear_instance(draw) -> Graph:
-    k, n = draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    x = Node.input("x0", (draw(st.integers(1, 3)), k), "float32")
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    ins = [x, Node.constant(rng.normal(size=(n, k)).astype(np.float32))]
-    if draw(st.booleans()):
-        ins.append(Node.constant(rng.normal(size=n).astype(np.float32)))
-    c = Node.constant(rng.uniform(0.1, 4, size=n).astype(np.float32))
-    return Graph([x], [Node.make("mul", (Node.make("linear", ins), c))])
-
-
-def _mul_instance(draw) -> Graph:
-    d = draw(st.integers(1, 6))
-    x = Node.input("x0", (draw(st.integers(1, 3)), d), "float32")
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    a = Node.constant(rng.uniform(-2, 2, size=d).astype(np.float32))
-    c = Node.constant(rng.uniform(0.1, 4, size=d).astype(np.float32))
-    return Graph([x], [Node.make("mul", (Node.make("mul", (x, a)), c))])
-
-
 @rule(op.mul(op.layer_norm(...).single_use().named("ln"), const("c")), contract=exact,
-      family="smooth", instance=_ln_instance)
+      family="smooth", instance=".smoothing_instances:mul_of_layer_norm")
 def absorb_scale_into_layer_norm(ln: Node, c: Node) -> Node | NoMatch:
     """mul(layer_norm(x, g, b), c) -> layer_norm(x, g c, b c)   (c per channel of the
     normalized last axis; SmoothQuant section 4)"""
@@ -110,16 +71,16 @@ def _absorb_scale_into_layer_norm(ln: Node, c: Node) -> Node | NoMatch:
         return vec
     d = ln.shape[-1]
     g = np.asarray(ln.inputs[1].value, np.float64) if len(ln.inputs) > 1 else np.ones(d)
-    new = [ln.inputs[0], _stored(np.broadcast_to(g, (d,)) * vec, ln.dtype)]
+    new = [ln.inputs[0], stored(np.broadcast_to(g, (d,)) * vec, ln.dtype)]
     if len(ln.inputs) > 2:
-        new.append(_stored(np.asarray(ln.inputs[2].value, np.float64) * vec, ln.dtype))
+        new.append(stored(np.asarray(ln.inputs[2].value, np.float64) * vec, ln.dtype))
     if any(n is None for n in new):
         return reject("the scaled weight or bias overflows")
     return Node.make("layer_norm", new, **ln.attrs)
 
 
 @rule(op.mul(op.linear(...).single_use().named("lin"), const("c")),
-      contract=exact, family="smooth", instance=_linear_instance)
+      contract=exact, family="smooth", instance=".smoothing_instances:mul_of_linear")
 def absorb_scale_into_linear(lin: Node, c: Node) -> Node | NoMatch:
     """mul(linear(x, W, b), c) -> linear(x, diag(c) W, b c)   (c per output feature)"""
     return memoized(("linear", lin, c), lambda: _absorb_scale_into_linear(lin, c))
@@ -132,18 +93,18 @@ def _absorb_scale_into_linear(lin: Node, c: Node) -> Node | NoMatch:
     vec = _check(lin, c)
     if isinstance(vec, NoMatch):
         return vec
-    new = [x, _stored(np.asarray(w.value, np.float64) * vec[:, None], lin.dtype)]
+    new = [x, stored(np.asarray(w.value, np.float64) * vec[:, None], lin.dtype)]
     if len(lin.inputs) > 2:
         if lin.inputs[2].op != "constant":
             return reject("the bias is not a constant")
-        new.append(_stored(np.asarray(lin.inputs[2].value, np.float64) * vec, lin.dtype))
+        new.append(stored(np.asarray(lin.inputs[2].value, np.float64) * vec, lin.dtype))
     if any(n is None for n in new):
         return reject("the scaled weights overflow")
     return Node.make("linear", new)
 
 
 @rule(op.mul(op.mul(var("x"), const("a")).single_use().named("inner"), const("c")),
-      contract=exact, family="smooth", instance=_mul_instance)
+      contract=exact, family="smooth", instance=".smoothing_instances:mul_of_mul")
 def absorb_scale_into_mul(x: Node, a: Node, inner: Node, c: Node) -> Node | NoMatch:
     """mul(mul(x, a), c) -> mul(x, a c)   (constants a, c; RMSNorm's weight)"""
     return memoized(("mul", inner, c), lambda: _absorb_scale_into_mul(x, a, inner, c))
@@ -156,7 +117,7 @@ def _absorb_scale_into_mul(x: Node, a: Node, inner: Node, c: Node) -> Node | NoM
     av = np.asarray(a.value, np.float64)
     if av.ndim > 1 and any(d != 1 for d in av.shape[:-1]):
         return reject("the inner constant is not per channel")
-    prod = _stored(np.broadcast_to(av.reshape(-1) if av.ndim else av, vec.shape) * vec,
+    prod = stored(np.broadcast_to(av.reshape(-1) if av.ndim else av, vec.shape) * vec,
                    inner.dtype)
     if prod is None:
         return reject("the product overflows")

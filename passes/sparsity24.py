@@ -43,9 +43,9 @@ from smelt.rewrite.pass_api import Pass, PassContext, PassResult, RewritePass
 from smelt.rewrite.registry import register_pass, register_rules
 
 from . import sparsity24_pack
-from .batchnorm_folding import derive, name_derived
 from .pruning import measured
 from .sparsity24_pack import PACK_24, why_not_a_24_layout
+from .weights import derive, name_derived
 
 LOSSY = bounded(math.inf)
 

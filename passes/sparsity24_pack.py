@@ -17,17 +17,14 @@ from __future__ import annotations
 import weakref
 
 import numpy as np
-from hypothesis import strategies as st
 
-from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 from smelt.ir.ops.sparse import GROUP, SPARSE_DTYPES, is_24_sparse, pack_24
-from smelt.ir.types import numpy_dtype
 from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import op
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 
-from .batchnorm_folding import derive
+from .weights import derive
 
 _PACKED: weakref.WeakKeyDictionary[Node, tuple[Node, Node]] = weakref.WeakKeyDictionary()
 
@@ -66,25 +63,8 @@ def why_not_packable(w: Node) -> str | None:
     return None
 
 
-def _instance(draw: st.DrawFn) -> Graph:
-    """A linear on a random 2:4-masked weight (some groups with fewer than two non-zeros),
-    leading axes 0-2, float32 or float64, with or without a bias."""
-    from .sparsity24 import mask_24
-
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    dtype = draw(st.sampled_from(("float32", "float32", "float64")))
-    lead = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
-    k, n = GROUP * draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    w = mask_24(rng.standard_normal((n, k)) * draw(st.sampled_from((0.1, 1.0, 30.0))))
-    w[rng.random(w.shape) < draw(st.sampled_from((0.0, 0.3)))] = 0.0
-    x = Node.input("x0", lead + (k,), dtype)
-    ops = [x, Node.constant(w.astype(numpy_dtype(dtype)), dtype)]
-    if draw(st.booleans()):
-        ops.append(Node.constant(rng.standard_normal(n).astype(numpy_dtype(dtype)), dtype))
-    return Graph([x], [Node.make("linear", ops)])
-
-
-@rule(op.linear(...).named("layer"), contract=exact, family="sparsity-24", instance=_instance)
+@rule(op.linear(...).named("layer"), contract=exact, family="sparsity-24",
+      instance=".sparsity24_instances:linear_24")
 def pack_24_linear(layer: Node) -> Node | NoMatch:
     """linear(x, W, b?) -> linear24(x, values(W), meta(W), b?)   (W 2:4 sparse along K;
     exact: the same non-zero products; Mishra et al. 2021, NVIDIA 2:4 format)"""

@@ -2,7 +2,7 @@
 matches, for property tests (`verify_rule`).
 
 A rule may bring its own builder (`Rule.instance`, a function of a hypothesis `draw` that
-returns a Graph). Otherwise the builder reads the pattern:
+returns a Graph, or its `"module:function"` name). Otherwise the builder reads the pattern:
 
 - a base dtype and shape are drawn (square shapes half of the time, so matmuls and
   transposes fit); pattern leaves (`var`) become graph inputs and `const` leaves constants,
@@ -31,6 +31,7 @@ from smelt.ir.node import Node
 from smelt.ir.op_table import OPS, REQUIRED
 from smelt.ir.types import TensorType, numpy_dtype
 
+from .casts import LOSSLESS_CASTS
 from .pattern import Alt, Const, Op, Pattern, Var
 from .rule import Rule
 from .strategies import TENSOR_KINDS, tensors
@@ -38,18 +39,6 @@ from .strategies import TENSOR_KINDS, tensors
 AttrMaker = Callable[[st.DrawFn, list[TensorType]], dict[str, Any]]
 ATTRS: dict[str, AttrMaker] = {}
 _ATTEMPTS = 6
-LOSSLESS_CASTS: dict[str, tuple[str, ...]] = {
-    "bool": ("int8", "uint8", "int16", "int32", "int64", "float16", "float32", "float64"),
-    "int4": ("int8", "int16", "int32", "int64", "float16", "float32", "float64"),
-    "uint4": ("uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64"),
-    "int8": ("int16", "int32", "int64", "float16", "float32", "float64"),
-    "uint8": ("int16", "int32", "int64", "float16", "float32", "float64"),
-    "int16": ("int32", "int64", "float32", "float64"),
-    "int32": ("int64", "float64"),
-    "float16": ("float32", "float64"),
-    "bfloat16": ("float32", "float64"),
-    "float32": ("float64",),
-}
 _CAST_TARGETS = ("float32", "float64", "float16", "int8", "int32", "int64", "uint8", "bool")
 
 
@@ -60,8 +49,9 @@ class _Retry(Exception):
 def instances(rule: Rule | Pattern) -> st.SearchStrategy[Graph]:
     """Graphs whose (first) output matches the rule's pattern: from the rule's own builder
     when it has one, else built from the pattern."""
-    if isinstance(rule, Rule) and rule.instance is not None:
-        return _custom(rule.instance)
+    builder = rule.instance_builder() if isinstance(rule, Rule) else None
+    if builder is not None:
+        return _custom(builder)
     pattern = rule.pattern if isinstance(rule, Rule) else rule
     return pattern_instances(pattern)
 

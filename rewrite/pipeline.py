@@ -24,10 +24,10 @@ from typing import Any
 from smelt.ir.graph import Graph
 
 from .contract import Contract, compose
+from .equivalence import assert_equivalent, sample_inputs
 from .errors import ContractViolation, PassContractError, PipelineParseError
 from .pass_api import Pass, PassContext, PassReport, normalize_batches
 from .registry import get_pass
-from .verify import assert_equivalent, sample_inputs
 
 
 @dataclass(frozen=True)

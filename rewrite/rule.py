@@ -14,7 +14,10 @@ refuse. It must be a named function: names are what statistics, traces and error
 
 A rule may say how to build a random instance of its pattern (`instance=`, a function of a
 hypothesis `draw` returning a Graph whose outputs contain a match); by default the
-instance generator builds one from the pattern itself.
+instance generator builds one from the pattern itself. A library rule names its builder
+instead of importing it, as `"package.module:function"` (or `".module:function"`, beside the
+rule's own module), so that the builder's module, and hypothesis, load only when a verifier
+asks for an instance (`import smelt` does not import hypothesis).
 
 Rule sets keep their rules in order, compose with `+`, and index the rules by the op of the
 root they can match, so the driver only tries the rules that can apply to a node.
@@ -22,6 +25,9 @@ root they can match, so the driver only tries the rules that can apply to a node
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -34,6 +40,7 @@ from .pattern import Pattern
 
 RewriteFn = Callable[..., Any]
 InstanceFn = Callable[[Callable[[Any], Any]], Any]
+_BUILDER_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 class NoMatch:
@@ -63,7 +70,7 @@ class Rule:
                  "_matcher")
 
     def __init__(self, name: str, pattern: Pattern, fn: RewriteFn, contract: Contract,
-                 doc: str, family: str = "", instance: InstanceFn | None = None) -> None:
+                 doc: str, family: str = "", instance: InstanceFn | str | None = None) -> None:
         if not isinstance(pattern, Pattern):
             raise RuleDefinitionError(f"rule {name}: pattern must be a Pattern, got {pattern!r}")
         if not isinstance(contract, Contract):
@@ -72,6 +79,11 @@ class Rule:
             raise RuleDefinitionError(
                 f"rule {name}: its docstring must state the rewrite as `lhs -> rhs` (and its "
                 "source), e.g. '''x * 1 -> x   (multiplicative identity)'''"
+            )
+        if isinstance(instance, str) and not _BUILDER_REF.fullmatch(instance):
+            raise RuleDefinitionError(
+                f"rule {name}: instance={instance!r} must name a builder function as "
+                "'package.module:function', e.g. 'smelt.passes.batchnorm_instances:bn_of_conv'"
             )
         self.name, self.pattern, self.fn, self.contract = name, pattern, fn, contract
         self.doc, self.family, self.instance = doc.strip(), family, instance
@@ -91,6 +103,20 @@ class Rule:
 
             self._matcher = compile_rule(self)
         return self._matcher
+
+    def instance_builder(self) -> InstanceFn | None:
+        """The function that draws instances of this rule (None: built from the pattern);
+        a builder named by `"module:function"` is imported now."""
+        if not isinstance(self.instance, str):
+            return self.instance
+        module, _, attr = self.instance.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise RuleDefinitionError(
+                f"rule {self.name}: cannot load its instance builder {self.instance!r} ({e}); "
+                "name an existing function as 'package.module:function'"
+            ) from None
 
     @property
     def summary(self) -> str:
@@ -113,8 +139,10 @@ class Rule:
 
 
 def rule(pattern: Pattern, *, contract: Contract, family: str = "", name: str | None = None,
-         instance: InstanceFn | None = None) -> Callable[[RewriteFn], Rule]:
-    """Decorator: make the decorated function the rewrite of a new Rule."""
+         instance: InstanceFn | str | None = None) -> Callable[[RewriteFn], Rule]:
+    """Decorator: make the decorated function the rewrite of a new Rule. `instance` is a
+    builder function, or its name, `"package.module:function"` or `".module:function"`
+    (relative to the decorated function's package), imported only when needed."""
 
     def wrap(fn: RewriteFn) -> Rule:
         fn_name = getattr(fn, "__name__", "")
@@ -136,9 +164,25 @@ def rule(pattern: Pattern, *, contract: Contract, family: str = "", name: str | 
                     f"rule {fn_name}: captures {sorted(extra)} are not parameters of the "
                     "rewrite function (add them, or **_)"
                 )
-        return Rule(name or fn_name, pattern, fn, contract, fn.__doc__ or "", family, instance)
+        builder = _absolute(instance, fn) if isinstance(instance, str) else instance
+        return Rule(name or fn_name, pattern, fn, contract, fn.__doc__ or "", family, builder)
 
     return wrap
+
+
+def _absolute(ref: str, fn: RewriteFn) -> str:
+    """`".module:function"` resolved against the package of the module defining `fn`."""
+    if not ref.startswith("."):
+        return ref
+    module, _, attr = ref.partition(":")
+    package = getattr(fn, "__module__", "").rpartition(".")[0]
+    try:
+        return f"{importlib.util.resolve_name(module, package)}:{attr}"
+    except ImportError:
+        raise RuleDefinitionError(
+            f"rule {fn.__name__}: instance={ref!r} is relative, but {fn.__module__} is not "
+            "in a package; name the builder as 'package.module:function'"
+        ) from None
 
 
 class RuleSet:

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from smelt.ir import Graph
-from smelt.ir.ops.common import round_to_bfloat16
 from smelt.ir.types import FLOAT_DTYPES, numpy_dtype
+
+from .equivalence import to_dtype
 
 Bounds = tuple[float, float]
 
@@ -31,7 +32,6 @@ SAFE_MARGIN = 0.1
 TENSOR_KINDS = ("normal", "outliers", "ties", "uniform")
 CONSTANT_SCALES = (0.01, 0.5, 1.0, 4.0, 50.0)
 NODE_NAMES = ("h", "y", "x0", "conv.out", "block1.mlp", "_t")
-_INT_RANGES = {"int4": (-8, 7), "uint4": (0, 15)}
 
 
 # -- shapes and dtypes ---------------------------------------------------------------------
@@ -109,21 +109,6 @@ def _ties(rng: np.random.Generator, shape: tuple[int, ...], scale: float, axis: 
 _KINDS: dict[str, Callable[..., np.ndarray]] = {
     "normal": _normal, "uniform": _uniform, "outliers": _outliers, "ties": _ties,
 }
-
-
-def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Real values stored as smelt `dtype`: integers rounded and clipped to the type's range,
-    bool as `value > 0`, bfloat16 rounded to bfloat16 precision."""
-    target = numpy_dtype(dtype)
-    values = np.asarray(values)
-    if dtype == "bool":
-        return np.asarray(values > 0)
-    if dtype == "bfloat16":
-        return np.asarray(round_to_bfloat16(values.astype(np.float32)))
-    if np.issubdtype(target, np.integer):
-        lo, hi = _INT_RANGES.get(dtype, (np.iinfo(target).min, np.iinfo(target).max))
-        return np.asarray(np.clip(np.rint(values), lo, hi)).astype(target)
-    return values.astype(target)
 
 
 def tensors(

@@ -13,6 +13,7 @@ Strategies: `shapes`, `dtypes`, `tensors` (kinds: normal, outliers, ties, unifor
 """
 
 from smelt.rewrite.contract import Contract, bounded, exact
+from smelt.rewrite.equivalence import assert_equivalent, format_counterexample, sample_inputs
 from smelt.rewrite.errors import ContractViolation, InstanceError
 from smelt.rewrite.instances import ATTRS, attr_maker, instances, pattern_instances
 from smelt.rewrite.strategies import (
@@ -28,14 +29,7 @@ from smelt.rewrite.strategies import (
     tensors,
     to_dtype,
 )
-from smelt.rewrite.verify import (
-    RuleReport,
-    assert_equivalent,
-    format_counterexample,
-    sample_inputs,
-    verify_pass,
-    verify_rule,
-)
+from smelt.rewrite.verify import RuleReport, verify_pass, verify_rule
 
 __all__ = [
     "ATTRS", "Contract", "ContractViolation", "DEFAULT_VOCABULARY", "INPUT_RANGE",

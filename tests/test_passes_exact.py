@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import smelt
 from smelt.ir import Graph, Node
 from smelt.passes import equalize_weights, fold_batch_norm
-from smelt.passes.batchnorm_folding import draw_batch_norm, draw_conv, draw_linear
+from smelt.passes.batchnorm_instances import draw_batch_norm, draw_conv, draw_linear
 from smelt.passes.equalization import (
     LOSSY,
     find_pairs,
