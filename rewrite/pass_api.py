@@ -10,7 +10,8 @@ Two kinds:
           ...
 
 Calling a pass times it and fills its report: rewrites fired (per rule), node and MAC counts
-before and after, its contract, and notes on anything it skipped. A pass states its contract;
+and constant bytes before and after (measured when first read), its contract, and notes on
+anything it skipped. A pass states its contract;
 verify-each pipelines and `verify_pass` hold it to that.
 """
 
@@ -29,29 +30,49 @@ from smelt.ir.graph import Graph
 from .contract import Contract, compose
 from .driver import as_ruleset, rewrite
 from .errors import PipelineParseError
+from .graph_size import GraphSize, GraphSizes
 from .registry import register_pass
 from .rule import Rule, RuleSet
 
 
 @dataclass(frozen=True)
 class PassContext:
-    """What a pass may use besides the graph: calibration batches (tuples of input arrays)."""
+    """What a pass may use besides the graph: calibration batches (tuples of input arrays).
+    `sizes` measures graphs for the reports of one run (see graph_size.py)."""
 
     calibration: tuple[tuple[np.ndarray, ...], ...] | None = None
+    sizes: GraphSizes = field(default_factory=GraphSizes, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class PassReport:
+    """One pass's run: its time, rewrites (per rule in `fired`), notes, contract, and the
+    graph's size before and after (`nodes`, `macs`, `weight_bytes`, each a (before, after)
+    pair). The sizes are measured when first read, and the report holds the two graphs
+    until then (graph_size.py): a run that nobody reports on does not pay for them."""
+
     name: str
     contract: Contract
     seconds: float = 0.0
     rewrites: int = 0
-    nodes: tuple[int, int] = (0, 0)
-    macs: tuple[int, int] = (0, 0)
+    before: GraphSize = field(default_factory=lambda: GraphSize.known(0, 0, 0))
+    after: GraphSize = field(default_factory=lambda: GraphSize.known(0, 0, 0))
     fired: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     measured: float | None = None  # the largest output error verify-each saw, when it ran
-    weight_bytes: tuple[int, int] = (0, 0)  # bytes of constants before and after
+
+    @property
+    def nodes(self) -> tuple[int, int]:
+        return self.before.nodes, self.after.nodes
+
+    @property
+    def macs(self) -> tuple[int, int]:
+        return self.before.macs, self.after.macs
+
+    @property
+    def weight_bytes(self) -> tuple[int, int]:
+        """Bytes of constants before and after."""
+        return self.before.weight_bytes, self.after.weight_bytes
 
     def __str__(self) -> str:
         s = (f"{self.name}: {self.seconds * 1e3:.1f} ms, {self.rewrites} rewrites, nodes "
@@ -87,8 +108,7 @@ class Pass:
                  ctx: PassContext | None = None) -> PassResult:
         if ctx is None:
             ctx = PassContext(normalize_batches(graph, calibration))
-        before_nodes, before_macs = len(graph), graph.cost().macs
-        before_bytes = graph.summary().param_bytes
+        before = ctx.sizes(graph)
         t0 = time.perf_counter()
         result = self.run(graph, ctx)
         seconds = time.perf_counter() - t0
@@ -103,10 +123,8 @@ class Pass:
         g = result.graph
         report = PassReport(
             name=self.spec(), contract=extra.get("contract", self.contract), seconds=seconds,
-            rewrites=int(extra.get("rewrites", 0)), nodes=(before_nodes, len(g)),
-            macs=(before_macs, g.cost().macs), fired=dict(extra.get("fired", {})),
-            notes=tuple(extra.get("notes", ())),
-            weight_bytes=(before_bytes, g.summary().param_bytes),
+            rewrites=int(extra.get("rewrites", 0)), before=before, after=ctx.sizes(g),
+            fired=dict(extra.get("fired", {})), notes=tuple(extra.get("notes", ())),
         )
         return PassResult(g, result.changed, report)
 

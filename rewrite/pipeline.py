@@ -2,6 +2,7 @@
 bisection to the first pass that breaks the composed contract.
 
     pipe = Pipeline.parse("canonicalize,fuse")        # or Pipeline([canonicalize(), fuse()])
+    Pipeline("canonicalize,fuse")                     # the same: a string is one spec
     out = pipe(graph, calibration=batches)             # -> Graph
     print(pipe)                                        # canonicalize,fuse
     print(pipe.report)                                 # per pass: time, rewrites, nodes, MACs
@@ -103,8 +104,10 @@ class Pipeline:
     inputs (the calibration batches, or seeded random ones) and raises PassContractError
     naming the first pass that breaks it."""
 
-    def __init__(self, passes: Sequence[Pass | str] = (), *, verify_each: bool = False,
+    def __init__(self, passes: str | Sequence[Pass | str] = (), *, verify_each: bool = False,
                  samples: int = 2, seed: int = 0) -> None:
+        if isinstance(passes, str):  # Pipeline("canonicalize,fuse"): one spec
+            passes = [passes]
         items: list[Pass] = []
         for p in passes:
             items.extend(parse_spec(p) if isinstance(p, str) else [p])

@@ -125,6 +125,27 @@ def test_a_pipeline_returns_the_graph_and_keeps_a_report():
     assert "total" in text and "exact" in text
 
 
+def test_report_sizes_are_measured_when_read_and_match_the_summary(monkeypatch):
+    from smelt.rewrite import graph_size
+
+    measured = []
+    real = graph_size.node_size
+    monkeypatch.setattr(graph_size, "node_size", lambda n: measured.append(n) or real(n))
+    g = model()
+    p = Pipeline("canonicalize,fuse")  # a string is one spec
+    assert p.spec() == Pipeline.parse("canonicalize,fuse").spec()
+    out = p(g)
+    assert measured == []  # running the pipeline measured nothing
+    canon, fused = p.report.passes
+    assert canon.after is fused.before  # one measurement of the graph between the passes
+    s0, s1 = g.summary(), out.summary()
+    assert (fused.nodes[1], fused.macs[1], fused.weight_bytes[1]) == \
+        (s1.nodes, s1.macs, s1.param_bytes)
+    assert (canon.nodes[0], canon.macs[0], canon.weight_bytes[0]) == \
+        (s0.nodes, s0.macs, s0.param_bytes)
+    assert len(measured) == len(set(measured))  # shared nodes are measured once
+
+
 def test_calibration_batches_reach_the_passes():
     seen = []
 
