@@ -3,7 +3,8 @@ per-tensor int8 weight quantization before and after `equalize`.
 
 A MobileNetV2-style network (smelt.zoo's ConvBNAct and InvertedResidual blocks: 1x1 expand,
 3x3 depthwise, 1x1 project, ReLU6, residuals) is trained here, seeded, for a few seconds on
-scikit-learn's bundled digits (1,797 images, 1x8x8 input; 80/20 split). It is
+scikit-learn's bundled digits (1,797 images, 1x8x8 input; 80/20 split; benchmarks/digits.py).
+It is
 traced into smelt, batch norms are folded (`fold-bn`, exact), and then
 
 - before: the folded graph;
@@ -25,93 +26,34 @@ activations) goes from ~0.1% top-1 to ~69.9% with equalization alone (fp32 71.7%
 benchmark quantizes weights only, on a small dataset: the numbers show the same mechanism,
 not the same scale.
 
-    .venv/bin/python benchmarks/equalization.py            # ~20 s; results/equalization.{json,md}
-    .venv/bin/python benchmarks/equalization.py --quick    # two epochs (the smoke test)
+    .venv/bin/python -m benchmarks.equalization          # ~20 s; results/equalization.*
+    .venv/bin/python -m benchmarks.equalization --quick  # two epochs (the smoke test)
+
+It writes results/equalization.json, a table (.md) and a plot (.png): per layer the range
+spread and the int8 SQNR before and after, and the accuracy with quantized weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-try:  # `python -m benchmarks.equalization` from the repository root
-    from benchmarks.cpu_latency import library_versions, write_report
-except ModuleNotFoundError:  # `python benchmarks/equalization.py`
-    from cpu_latency import library_versions, write_report
+from benchmarks.digits import digits, mobilenet_v2_digits, train
+from benchmarks.harness import (
+    bar_chart,
+    figure,
+    library_versions,
+    markdown_table,
+    results_path,
+    write_report,
+)
+from benchmarks.runtimes import quiet_trace
 
-RESULTS = Path(__file__).resolve().parent / "results" / "equalization.json"
+RESULTS = results_path("equalization")
 BITS = (8, 4)
-
-
-# -- data and model ------------------------------------------------------------------------------
-def digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Standardized 1x8x8 digits images, split 80/20 (seeded)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    images = data.images.astype(np.float32)[:, None] / 16.0
-    images = (images - images.mean()) / images.std()
-    return train_test_split(images, data.target.astype(np.int64), test_size=0.2,
-                            random_state=seed, stratify=data.target)
-
-
-def mobilenet_v2_digits(act: str):
-    """MobileNetV2-style blocks sized for 8x8 digits (one input channel, 10 classes)."""
-    import torch
-    from torch import nn
-
-    from smelt.zoo import ConvBNAct, InvertedResidual
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features = nn.Sequential(
-                ConvBNAct(1, 16, 3, 1, act=nn.ReLU6),
-                InvertedResidual(16, 16, 1, 1),
-                InvertedResidual(16, 24, 2, 4),
-                InvertedResidual(24, 24, 1, 4),
-                InvertedResidual(24, 32, 2, 4),
-                InvertedResidual(32, 32, 1, 4),
-                ConvBNAct(32, 64, 1, act=nn.ReLU6),
-            )
-            self.classifier = nn.Linear(64, 10)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.features(x).mean(dim=(2, 3))
-            return self.classifier(x)
-
-    net = Net()
-    if act == "relu":
-        for m in list(net.modules()):
-            for child_name, child in m.named_children():
-                if isinstance(child, nn.ReLU6):
-                    setattr(m, child_name, nn.ReLU())
-    return net
-
-
-def train(net, x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> float:
-    import torch
-
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(seed)
-    t0 = time.perf_counter()
-    net.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt), generator=gen).split(64):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-    net.eval()
-    return time.perf_counter() - t0
 
 
 # -- measurements --------------------------------------------------------------------------------
@@ -200,17 +142,13 @@ def run(epochs: int, seed: int, act: str, limit: int | None) -> dict[str, Any]:
     from smelt.rewrite import assert_equivalent, exact
 
     torch.set_num_threads(1)  # seeded runs give the same numbers
-    xtr, xte, ytr, yte = digits(seed)
-    if limit:
-        xte, yte = xte[:limit], yte[:limit]
+    xtr, xte, ytr, yte = digits(seed, limit)
     torch.manual_seed(seed)
     net = mobilenet_v2_digits(act)
     seconds = train(net, xtr, ytr, epochs, seed)
     with torch.no_grad():
         torch_logits = net(torch.from_numpy(xte)).numpy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        graph = smelt.trace(net, (torch.from_numpy(xte),))
+    graph = quiet_trace(net, (torch.from_numpy(xte),))
     relu6 = "to-relu" if act == "relu6" else "keep"
     folded = smelt.Pipeline.parse("fold-bn", verify_each=True)(graph, calibration=[(xte,)])
     pipe = smelt.Pipeline.parse(f"equalize(relu6={relu6!r})")
@@ -245,12 +183,14 @@ def table(res: dict[str, Any]) -> str:
     lines = [f"# Cross-layer equalization: {res['pipeline']} ({res['contract']}; "
              f"{res['activation']}, {res['epochs']} epochs, {res['train_seconds']} s training, "
              f"seed {res['seed']}, {res['test_images']} test images)", "",
-             "| layer | groups | channels | range spread before | after | int8 SQNR dB before "
-             "| after | int4 SQNR dB before | after |", "|---|---|---|---|---|---|---|---|---|"]
-    for b, a in zip(res["layers"]["before"], res["layers"]["after"], strict=True):
-        lines.append(f"| {b['layer']} | {b['groups']} | {b['channels']} | {b['spread']:.1f} | "
-                     f"{a['spread']:.1f} | {b['sqnr_db']:.1f} | {a['sqnr_db']:.1f} | "
-                     f"{b['sqnr4_db']:.1f} | {a['sqnr4_db']:.1f} |")
+             *markdown_table(
+                 ["layer", "groups", "channels", "range spread before", "after",
+                  "int8 SQNR dB before", "after", "int4 SQNR dB before", "after"],
+                 [[b["layer"], str(b["groups"]), str(b["channels"]), f"{b['spread']:.1f}",
+                   f"{a['spread']:.1f}", f"{b['sqnr_db']:.1f}", f"{a['sqnr_db']:.1f}",
+                   f"{b['sqnr4_db']:.1f}", f"{a['sqnr4_db']:.1f}"]
+                  for b, a in zip(res["layers"]["before"], res["layers"]["after"],
+                                  strict=True)])]
     sb, sa = res["summary"]["before"], res["summary"]["after"]
     fl = res["float"]
     lines += ["", "| | before equalize | after equalize |", "|---|---|---|",
@@ -273,6 +213,27 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(res: dict[str, Any]) -> Any:
+    """Per layer: weight range spread and int8 weight SQNR before and after equalize; the
+    test accuracy in float and with int8 / int4 per-tensor weights."""
+    fig, (ax_spread, ax_sqnr, ax_acc) = figure(
+        f"Cross-layer equalization ({res['activation']}, digits): before and after", 3)
+    pairs = list(zip(res["layers"]["before"], res["layers"]["after"], strict=True))
+    bar_chart(ax_spread, {b["layer"]: {"before": b["spread"], "after": a["spread"]}
+                          for b, a in pairs},
+              "per-channel range spread (max / min, log)", log=True, fmt="")
+    bar_chart(ax_sqnr, {b["layer"]: {"before": b["sqnr_db"], "after": a["sqnr_db"]}
+                        for b, a in pairs}, "int8 per-tensor weight SQNR dB", fmt="")
+    accuracy = {"float": {"before": res["float"]["before"]["accuracy"],
+                          "after": res["float"]["after"]["accuracy"]}}
+    for bits in BITS:
+        q = res["per_tensor_weights"][f"int{bits}"]
+        accuracy[f"int{bits} weights"] = {"before": q["before"]["accuracy"],
+                                          "after": q["after"]["accuracy"]}
+    bar_chart(ax_acc, accuracy, "test accuracy", fmt="{:.3f}")
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=8)
@@ -283,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     epochs, limit = (2, 120) if args.quick else (args.epochs, None)
     res = run(epochs, args.seed, args.act, limit)
-    print(write_report(res, Path(args.out), table))
+    print(write_report(Path(args.out), res, table(res), plot(res)))
     return 0
 
 

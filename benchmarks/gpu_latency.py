@@ -7,33 +7,46 @@ Two steps, on two machines:
    in DIR/<model>.npz (`in0..`, `out0..`).
 2. `--artifacts DIR` (the GPU host): load each library with `tvm.runtime.load_module` and run it
    in a Relax VM on `tvm.cuda(0)`: only TVM's runtime and the fatbin, no compiler. Checks the
-   outputs against the saved reference (largest error / output scale), times the library with
-   TVM's time evaluator, and times torch eager on CUDA (the zoo model rebuilt from its seed)
-   in float32, float16 and bfloat16 (floating inputs cast; a dtype the model cannot run in is
-   recorded with its error). Medians of `--repeats` runs of `--number` calls each.
+   outputs against the saved reference (largest error / output scale), and times the library
+   and torch eager on CUDA (the zoo model rebuilt from its seed) in float32, float16 and
+   bfloat16 (floating inputs cast; a dtype the model cannot run in is recorded with its
+   error), interleaved by benchmarks/harness.py's `measure`: medians of `--repeats` samples
+   of `--number` calls each, a sample ending when the device has finished its work.
 
-Results: JSON (`--out`, default benchmarks/results/gpu_latency.json) and a markdown table
-beside it. Where no CUDA device exists, the run checks every artifact (library, signature,
-saved arrays agree), records "no CUDA device" and exits 0: `--artifacts DIR --dry-run` does
-only that, anywhere.
+Results: JSON (`--out`, default benchmarks/results/gpu_latency.json), a markdown table and a
+plot of smelt's speed against each torch dtype (.png) beside it. Where no CUDA device exists,
+the run checks every artifact (library, signature, saved arrays agree), records "no CUDA
+device" and exits 0: `--artifacts DIR --dry-run` does only that, anywhere.
 
-    .venv/bin/python benchmarks/gpu_latency.py --prepare /tmp/gpu --arch sm_90
-    python benchmarks/gpu_latency.py --artifacts /tmp/gpu            # on the GPU host
-    .venv/bin/python benchmarks/gpu_latency.py --artifacts /tmp/gpu --dry-run
+    .venv/bin/python -m benchmarks.gpu_latency --prepare /tmp/gpu --arch sm_90
+    python -m benchmarks.gpu_latency --artifacts /tmp/gpu            # on the GPU host
+    .venv/bin/python -m benchmarks.gpu_latency --artifacts /tmp/gpu --dry-run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results" / "gpu_latency.json"
+from benchmarks.harness import (
+    bar_chart,
+    failure,
+    figure,
+    markdown_table,
+    measure,
+    results_path,
+    write_report,
+)
+from benchmarks.runtimes import Runtime
+
+RESULTS = results_path("gpu_latency")
+WARMUP = 3  # untimed calls of each runtime before the first repeat
 DEFAULT_PIPELINE = "canonicalize,fuse"
 TORCH_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -87,75 +100,100 @@ def cuda_device() -> Any:
         return None
 
 
-def run_smelt(art: dict[str, Any], dev: Any, number: int, repeats: int) -> dict[str, Any]:
+def smelt_runtime(art: dict[str, Any], dev: Any) -> Runtime:
+    """The library in a Relax VM on `dev`, its outputs checked against the saved reference
+    (`info["rel_error"]`: largest error / max(1, output scale))."""
     import tvm
     from tvm import relax
 
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(art["lib"])), dev)
-    args = [tvm.runtime.tensor(a, dev) for a in art["inputs"]]
-    got = [r.numpy() for r in vm["main"](*args)]
+    try:
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(art["lib"])), dev)
+        args = [tvm.runtime.tensor(a, dev) for a in art["inputs"]]
+        got = [r.numpy() for r in vm["main"](*args)]
+    except Exception as e:  # noqa: BLE001 - recorded in the results instead
+        return Runtime("smelt", error=failure(e))
     err = max(float(np.abs(g.astype(np.float64) - w).max() / max(1.0, np.abs(w).max()))
               for g, w in zip(got, art["want"], strict=True))
-    timer = vm.time_evaluator("main", dev, number=number, repeat=repeats)
-    return {"ms": timer(*args).median * 1e3, "rel_error": err}
+    return Runtime("smelt", lambda: vm["main"](*args), info={"rel_error": err})
 
 
-def run_torch(name: str, inputs: list[np.ndarray], dtype: str, number: int,
-              repeats: int) -> dict[str, Any]:
-    import torch
+def torch_runtime(name: str, inputs: list[np.ndarray], dtype: str) -> Runtime:
+    """The zoo model in torch eager on CUDA in `dtype` (floating inputs cast)."""
+    try:
+        import torch
 
-    from smelt.zoo import ZOO
+        from smelt.zoo import ZOO
 
-    tdt = getattr(torch, dtype)
-    model = ZOO[name].build().to("cuda", tdt).eval()
-    args = [torch.from_numpy(a).to("cuda") for a in inputs]
-    args = [a.to(tdt) if a.is_floating_point() else a for a in args]
-    with torch.inference_mode():
-        for _ in range(3):
-            model(*args)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        times = []
-        for _ in range(repeats):
-            start.record()
-            for _ in range(number):
-                model(*args)
-            end.record()
+        tdt = getattr(torch, dtype)
+        model = ZOO[name].build().to("cuda", tdt).eval()
+        args = [torch.from_numpy(a).to("cuda") for a in inputs]
+        args = [a.to(tdt) if a.is_floating_point() else a for a in args]
+
+        def call() -> Any:
+            with torch.inference_mode():
+                return model(*args)
+
+        call()
+    except Exception as e:  # noqa: BLE001 - a dtype the model cannot run in is a result
+        return Runtime(f"torch_{dtype}", error=failure(e))
+    return Runtime(f"torch_{dtype}", call)
+
+
+def device_sync(dev: Any) -> Callable[[], None]:
+    """Wait for the device's work, TVM's and torch's."""
+    def sync() -> None:
+        dev.sync()
+        try:
+            import torch
+        except ImportError:
+            return
+        if torch.cuda.is_initialized():
             torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / number)
-    return {"ms": statistics.median(times)}
+
+    return sync
 
 
-def measure(art: dict[str, Any], dev: Any, number: int, repeats: int) -> dict[str, Any]:
+def bench_artifact(art: dict[str, Any], dev: Any, number: int, repeats: int) -> dict[str, Any]:
+    """One model's record: smelt and torch (each dtype) timed interleaved, in ms per call."""
     rec: dict[str, Any] = {"model": art["name"], "arch": art["signature"].get("arch"),
                            "kernels": len(art["signature"].get("cuda_kernels", []))}
     if dev is None:
         return {**rec, "status": "no CUDA device"}
-    try:
-        rec["smelt"] = run_smelt(art, dev, number, repeats)
-    except Exception as e:  # noqa: BLE001 - recorded in the results instead
-        rec["smelt"] = {"error": f"{type(e).__name__}: {e}"}
-    for dtype in TORCH_DTYPES:
-        try:
-            rec[f"torch_{dtype}"] = run_torch(art["name"], art["inputs"], dtype, number, repeats)
-        except Exception as e:  # noqa: BLE001
-            rec[f"torch_{dtype}"] = {"error": f"{type(e).__name__}: {e}"}
+    rts = [smelt_runtime(art, dev),
+           *(torch_runtime(art["name"], art["inputs"], d) for d in TORCH_DTYPES)]
+    timings = measure({r.name: r.call for r in rts if r.call is not None}, repeats,
+                      warmup=WARMUP, number=number, sync=device_sync(dev))
+    for rt in rts:
+        rec[rt.name] = ({"error": rt.error} if rt.call is None else
+                        {"ms": timings[rt.name].median * 1e3, **rt.info})
     return {**rec, "status": "ran"}
 
 
 def table(records: list[dict[str, Any]]) -> list[str]:
     cols = ["smelt", *(f"torch_{d}" for d in TORCH_DTYPES)]
-    lines = ["| model | arch | kernels | status | " + " | ".join(f"{c} ms" for c in cols)
-             + " | smelt rel. error | torch fp32 / smelt |",
-             "|---" * (len(cols) + 6) + "|"]
+    rows = []
     for r in records:
         ms = [r.get(c, {}).get("ms") for c in cols]
-        cells = [f"{m:.3f}" if m is not None else "-" for m in ms]
         err = r.get("smelt", {}).get("rel_error")
-        ratio = f"{ms[1] / ms[0]:.2f}x" if ms[0] and ms[1] else "-"
-        lines.append(f"| {r['model']} | {r['arch']} | {r['kernels']} | {r['status']} | "
-                     + " | ".join(cells) + f" | {'-' if err is None else f'{err:.1e}'} | "
-                     f"{ratio} |")
-    return lines
+        rows.append([r["model"], str(r["arch"]), str(r["kernels"]), r["status"],
+                     *(f"{m:.3f}" if m is not None else "-" for m in ms),
+                     "-" if err is None else f"{err:.1e}",
+                     f"{ms[1] / ms[0]:.2f}x" if ms[0] and ms[1] else "-"])
+    return markdown_table(["model", "arch", "kernels", "status", *(f"{c} ms" for c in cols),
+                           "smelt rel. error", "torch fp32 / smelt"], rows)
+
+
+def plot(records: list[dict[str, Any]], device: str | None) -> Any:
+    """smelt's speed against torch eager in each dtype, per model."""
+    speed = {}
+    for r in records:
+        smelt_ms = r.get("smelt", {}).get("ms")
+        speed[r["model"]] = {f"vs torch {d}": r[f"torch_{d}"]["ms"] / smelt_ms
+                             if smelt_ms and r.get(f"torch_{d}", {}).get("ms") else None
+                             for d in TORCH_DTYPES}
+    fig, (ax,) = figure(f"GPU latency on {device or 'no CUDA device'}: smelt vs torch eager")
+    bar_chart(ax, speed, "torch time / smelt time (>1: smelt faster)", reference=1.0)
+    return fig
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -194,13 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     if dev is None:
         print("no CUDA device" + (" (dry run)" if args.dry_run else "") + f": checked "
               f"{len(arts)} artifacts ({', '.join(a['name'] for a in arts)}), ran nothing")
-    records = [measure(a, dev, args.number, args.repeats) for a in arts]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": str(dev) if dev else None, "results": records},
-                                   indent=1))
-    md = ["# GPU latency (ms, median)", "", *table(records), ""]
-    args.out.with_suffix(".md").write_text("\n".join(md))
-    print("\n".join(md))
+    records = [bench_artifact(a, dev, args.number, args.repeats) for a in arts]
+    device = str(dev) if dev else None
+    md = "\n".join(["# GPU latency (ms, median)", "", *table(records)])
+    print(write_report(args.out, {"device": device, "results": records}, md,
+                       plot(records, device)))
     return 0
 
 

@@ -25,8 +25,8 @@ why a runtime did not run instead of crashing.
 
 Reports. `write_report(out, report, markdown, plot)` writes `out` (JSON), the Markdown beside
 it (.md) and the plot beside both (.png). Plots are matplotlib figures made with `figure`,
-filled with `bars` (values per group and series, e.g. speed ratios per model with the 1.0
-line of the peer) or `lines` (sweeps); `markdown_table` makes the tables.
+filled with `bar_chart` (values per group and series, e.g. speed ratios per model with the 1.0
+line of the peer) or `line_chart` (sweeps); `markdown_table` makes the tables.
 
 Every benchmark runs as a module from the repository root (`python -m benchmarks.<name>`)
 and imports this one as `from benchmarks.harness import ...`.
@@ -236,7 +236,7 @@ def machine_facts(threads: Mapping[str, int], load_at_start: float,
     """The machine a benchmark ran on: CPU, cores, the threads `set_threads` reported, the
     1-minute load average before (`os.getloadavg()[0]`, taken by the caller at its start)
     and now, LLVM's mcpu, the platform and the libraries' versions."""
-    from smelt.backends.targets import host_cpu
+    from smelt.backends.cpu.target import host_cpu
 
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": dict(threads),
             "load_average": {"at_start": load_at_start, "at_end": os.getloadavg()[0]},
@@ -276,11 +276,26 @@ def figure(title: str, panels: int = 1, size: tuple[float, float] = (6.4, 4.2)
     return fig, list(fig.subplots(1, panels, squeeze=False)[0])
 
 
-def bars(ax: Any, values: Mapping[str, Mapping[str, float | None]], ylabel: str, *,
-         reference: float | None = None, log: bool = False, fmt: str = "{:.2f}") -> None:
+Reference = float | Mapping[str, float] | None
+
+
+def _references(ax: Any, reference: Reference) -> None:
+    """A dashed line at a value (1.0: as fast as the peer), or one per label (budgets)."""
+    if reference is None:
+        return
+    if not isinstance(reference, Mapping):
+        ax.axhline(reference, color="black", linewidth=0.8, linestyle="--")
+        return
+    for (label, value), style in zip(reference.items(), ("--", ":", "-.", "--"), strict=False):
+        ax.axhline(value, color="black", linewidth=0.8, linestyle=style, label=label)
+
+
+def bar_chart(ax: Any, values: Mapping[str, Mapping[str, float | None]], ylabel: str, *,
+              reference: Reference = None, log: bool = False, fmt: str = "{:.2f}") -> None:
     """Grouped bars: one group per key of `values` (a model), one bar per inner key (a
-    runtime), labelled with its value; None draws no bar. `reference` draws a dashed line
-    (1.0: as fast as the peer)."""
+    runtime), labelled with its value in `fmt` (empty: no labels); None draws no bar.
+    `reference`: a dashed line at a value (1.0: as fast as the peer), or labelled lines
+    {label: value} (a budget)."""
     groups = list(values)
     series = list(dict.fromkeys(s for g in values.values() for s in g))
     width = 0.8 / max(1, len(series))
@@ -288,35 +303,35 @@ def bars(ax: Any, values: Mapping[str, Mapping[str, float | None]], ylabel: str,
         ys = [values[g].get(name) for g in groups]
         xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
         drawn = ax.bar(xs, [math.nan if y is None else y for y in ys], width, label=name)
-        ax.bar_label(drawn, labels=["" if y is None else fmt.format(y) for y in ys],
-                     fontsize=7)
+        if fmt:
+            ax.bar_label(drawn, labels=["" if y is None else fmt.format(y) for y in ys],
+                         fontsize=7)
     long = any(len(g) > 12 for g in groups) or len(groups) > 6
     ax.set_xticks(range(len(groups)), groups, rotation=30 if long else 0,
                   ha="right" if long else "center", fontsize=8 if long else 10)
-    if reference is not None:
-        ax.axhline(reference, color="black", linewidth=0.8, linestyle="--")
+    _references(ax, reference)
     if log:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
-    if len(series) > 1:
+    if len(series) > 1 or isinstance(reference, Mapping):
         ax.legend(fontsize=8)
 
 
-def lines(ax: Any, series: Mapping[str, tuple[Sequence[float], Sequence[float | None]]],
-          xlabel: str, ylabel: str, *, reference: float | None = None, logx: bool = False,
-          logy: bool = False) -> None:
-    """One line with markers per series, `series[name] = (xs, ys)`; None leaves a gap."""
+def line_chart(ax: Any, series: Mapping[str, tuple[Sequence[float], Sequence[float | None]]],
+               xlabel: str, ylabel: str, *, reference: Reference = None, logx: bool = False,
+               logy: bool = False) -> None:
+    """One line with markers per series, `series[name] = (xs, ys)`; None leaves a gap.
+    `reference` as for `bar_chart`."""
     for name, (xs, ys) in series.items():
         ax.plot(xs, [math.nan if y is None else y for y in ys], marker="o", label=name)
-    if reference is not None:
-        ax.axhline(reference, color="black", linewidth=0.8, linestyle="--")
+    _references(ax, reference)
     if logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    if len(series) > 1:
+    if len(series) > 1 or isinstance(reference, Mapping):
         ax.legend(fontsize=8)
 
 

@@ -14,13 +14,15 @@ Errors are against torch fp32 (max |diff| / max |reference|) and, for the int8 r
 agreement of the argmax.
 
 Accuracy (scikit-learn's digits, 1,797 8x8 images, 80/20 split; a MobileNetV2-style net
-trained here, seeded; benchmarks/equalization.py; 360 test images in batches of 40, the first
+trained here, seeded; benchmarks/digits.py; 360 test images in batches of 40, the first
 n * 40): test accuracy of fp32, W8A8 (per-channel
 weights), W8A8-tensor (per-tensor weights), each with and without `equalize` before
 quantizing, and onnxruntime int8 of the same net. Calibration: 240 training images.
 
-    .venv/bin/python benchmarks/int8.py            # results/int8.{json,md}
-    .venv/bin/python benchmarks/int8.py --quick    # tiny shapes, a smoke test
+The runtimes are benchmarks/runtimes.py's, timed by benchmarks/harness.py's `measure`.
+
+    .venv/bin/python -m benchmarks.int8            # results/int8.{json,md,png}
+    .venv/bin/python -m benchmarks.int8 --quick    # tiny shapes, a smoke test
 """
 
 from __future__ import annotations
@@ -37,26 +39,36 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cpu_latency import (  # noqa: E402
-    Runtime,
-    _export_onnx,
-    _failure,
+from benchmarks.cpu_models import bench_models
+from benchmarks.digits import digits, mobilenet_v2_digits, train
+from benchmarks.harness import (
+    bar_chart,
+    failure,
+    figure,
     geomean,
     machine_facts,
-    measure,
+    markdown_table,
+    relative_error,
+    results_path,
+    set_threads,
+    write_report,
+)
+from benchmarks.runtimes import (
+    Runtime,
+    export_onnx,
+    onnxruntime_session,
     prepare_onnxruntime,
     prepare_smelt,
     prepare_torch,
     quiet_exporters,
+    quiet_trace,
     runtime_record,
-    set_threads,
-    write_report,
+    session_runtime,
+    speedups,
+    time_runtimes,
 )
-from cpu_models import bench_models  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "int8.json"
+RESULTS = results_path("int8")
 INT8_PIPELINE = "fold-bn,canonicalize,quantize(w8a8),fold-qdq"
 MODELS = ("mobilenet_v2", "resnet18")
 
@@ -100,10 +112,9 @@ class _Reader:
 def onnx_int8_session(model: Any, inputs: tuple[Any, ...], cal: list[np.ndarray],
                       threads: int):
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    data, _, _ = _export_onnx(model, inputs)
+    data, _, _ = export_onnx(model, inputs)
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
         proto = onnx.load_from_string(data)
@@ -116,35 +127,28 @@ def onnx_int8_session(model: Any, inputs: tuple[Any, ...], cal: list[np.ndarray]
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8)
         quantized = dst.read_bytes()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(quantized, opts, providers=["CPUExecutionProvider"])
+    return onnxruntime_session(quantized, threads)
 
 
 def prepare_onnxruntime_int8(model: Any, inputs: tuple[Any, ...], cal: list[np.ndarray],
                              threads: int) -> Runtime:
-    rt = Runtime("onnxruntime_int8")
     try:
         session = onnx_int8_session(model, inputs, cal, threads)
     except Exception as e:  # noqa: BLE001
-        rt.error = _failure(e)
-        return rt
-    feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs, strict=True)}
-    rt.call = lambda: session.run(None, feeds)
-    rt.outputs = list(rt.call())
-    return rt
+        return Runtime("onnxruntime_int8", error=failure(e))
+    return session_runtime("onnxruntime_int8", session, inputs)
 
 
 def errors(rts: dict[str, Runtime]) -> dict[str, Any]:
+    """Each runtime's first output against torch fp32's: max |diff| / max |reference|, and
+    the share of rows whose argmax agrees."""
     ref = rts["torch"].outputs[0]
     out = {}
     for name, rt in rts.items():
         if name == "torch" or rt.call is None:
             continue
         got = np.asarray(rt.outputs[0], np.float32)
-        out[name] = {"rel_error": float(np.abs(got - ref).max() / np.abs(ref).max()),
+        out[name] = {"rel_error": relative_error([got], [ref])["relative"],
                      "argmax_agrees": float(np.mean(got.argmax(-1) == ref.argmax(-1)))}
     return out
 
@@ -156,19 +160,15 @@ def bench_latency(entry, threads: int, repeats: int, warmup: int, n_cal: int) ->
            "onnxruntime": prepare_onnxruntime(model, inputs, threads),
            "onnxruntime_int8": prepare_onnxruntime_int8(model, inputs, cal, threads),
            "smelt_int8": prepare_smelt_int8(model, inputs, cal, threads)}
-    times, waits = measure(list(rts.values()), repeats, warmup)
-    runtimes = {name: runtime_record(rt, times, waits) for name, rt in rts.items()}
-    torch_ms = runtimes["torch"]["median_ms"]
-    speed = {name: torch_ms / r["median_ms"] for name, r in runtimes.items()
-             if name != "torch" and r["status"] == "ok"}
+    timings = time_runtimes(list(rts.values()), repeats, warmup)
+    runtimes = {name: runtime_record(rt, timings) for name, rt in rts.items()}
     return {"model": entry.name, "description": entry.description, "runtimes": runtimes,
-            "speedup_vs_torch": speed, "errors": errors(rts)}
+            "speedup_vs_torch": speedups(runtimes), "errors": errors(rts)}
 
 
 # -- accuracy on digits -------------------------------------------------------------------------
 def bench_accuracy(epochs: int, seed: int, threads: int) -> dict[str, Any]:
     import torch
-    from equalization import digits, mobilenet_v2_digits, train
 
     import smelt
 
@@ -178,9 +178,7 @@ def bench_accuracy(epochs: int, seed: int, threads: int) -> dict[str, Any]:
     train_s = train(net, x_tr, y_tr, epochs, seed)
     batch = 40  # graphs have static shapes: the 360 test images in 9 batches
     example = (torch.from_numpy(x_te[:batch]),)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        graph = smelt.trace(net, example)
+    graph = quiet_trace(net, example)
     cal = [x_tr[i:i + batch] for i in range(0, 240, batch)]
 
     def accuracy(g) -> float:
@@ -203,36 +201,38 @@ def bench_accuracy(epochs: int, seed: int, threads: int) -> dict[str, Any]:
                                  for i in range(0, n, batch)])
         rows["onnxruntime int8"] = float(np.mean(logits.argmax(1) == y_te[:n]))
     except Exception as e:  # noqa: BLE001
-        rows["onnxruntime int8"] = _failure(e)
+        rows["onnxruntime int8"] = failure(e)
     return {"epochs": epochs, "seed": seed, "train_s": train_s, "test_images": len(y_te),
             "accuracy": rows}
 
 
 # -- report -------------------------------------------------------------------------------------
+PEERS = ("onnxruntime", "onnxruntime_int8", "smelt_int8")  # each timed against torch fp32
+
+
+def _latency_row(r: dict[str, Any]) -> list[str]:
+    rt, sp, err = r["runtimes"], r["speedup_vs_torch"], r["errors"]
+    vs_ort = (f"{sp['smelt_int8'] / sp['onnxruntime_int8']:.2f}x"
+              if "smelt_int8" in sp and "onnxruntime_int8" in sp else "n/a")
+    e_s = err.get("smelt_int8", {}).get("rel_error", float("nan"))
+    e_o = err.get("onnxruntime_int8", {}).get("rel_error", float("nan"))
+    agree = err.get("smelt_int8", {}).get("argmax_agrees", float("nan"))
+    return [r["model"], *(f"{rt[n]['median_ms']:.2f}" if rt[n]["status"] == "ok" else "n/a"
+                          for n in ("torch", *PEERS)),
+            f"{sp.get('smelt_int8', float('nan')):.2f}x", vs_ort, f"{e_s:.3g} / {e_o:.3g}",
+            f"{agree:.2f}"]
+
+
 def table(report: dict[str, Any]) -> str:
     m, cfg = report["machine"], report["config"]
-    names = ("torch", "onnxruntime", "onnxruntime_int8", "smelt_int8")
+    names = ("torch", *PEERS)
     lines = [f"# Int8 on the CPU ({cfg['preset']} sizes, batch 1)", "",
              f"{m['cpu']}, {cfg['threads']} threads for every runtime; median of "
              f"{cfg['repeats']} interleaved repeats; speed = torch fp32 time / runtime time. "
              f"smelt: `{INT8_PIPELINE}`.", "",
-             "| model | " + " | ".join(f"{n} ms" for n in names) + " | smelt_int8 vs torch"
-             " | smelt_int8 vs ort int8 | rel. error smelt / ort int8 | argmax agrees |",
-             "|---" * (len(names) + 5) + "|"]
-    for r in report["results"]:
-        rt = r["runtimes"]
-        cells = [f"{rt[n]['median_ms']:.2f}" if rt[n]["status"] == "ok" else "n/a"
-                 for n in names]
-        sp = r["speedup_vs_torch"]
-        vs_ort = (f"{sp['smelt_int8'] / sp['onnxruntime_int8']:.2f}x"
-                  if "smelt_int8" in sp and "onnxruntime_int8" in sp else "n/a")
-        err = r["errors"]
-        e_s = err.get("smelt_int8", {}).get("rel_error", float("nan"))
-        e_o = err.get("onnxruntime_int8", {}).get("rel_error", float("nan"))
-        agree = err.get("smelt_int8", {}).get("argmax_agrees", float("nan"))
-        lines.append(f"| {r['model']} | " + " | ".join(cells) +
-                     f" | {sp.get('smelt_int8', float('nan')):.2f}x | {vs_ort} | "
-                     f"{e_s:.3g} / {e_o:.3g} | {agree:.2f} |")
+             *markdown_table(["model", *(f"{n} ms" for n in names), "smelt_int8 vs torch",
+                              "smelt_int8 vs ort int8", "rel. error smelt / ort int8",
+                              "argmax agrees"], map(_latency_row, report["results"]))]
     s = report["summary"]
     lines += ["", f"Geomean speed vs torch fp32: smelt_int8 {s['smelt_int8']:.2f}x, "
               f"onnxruntime_int8 {s['onnxruntime_int8']:.2f}x, onnxruntime fp32 "
@@ -246,10 +246,25 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"- {r['model']} float ops left: {'; '.join(islands)}")
     acc = report["accuracy"]
     lines += ["", f"## Digits accuracy ({acc['test_images']} test images, {acc['epochs']} "
-              f"epochs, seed {acc['seed']})", "", "| graph | accuracy |", "|---|---|"]
-    for k, v in acc["accuracy"].items():
-        lines.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
+              f"epochs, seed {acc['seed']})", "",
+              *markdown_table(["graph", "accuracy"],
+                              [[k, f"{v:.4f}" if isinstance(v, float) else str(v)]
+                               for k, v in acc["accuracy"].items()])]
     return "\n".join(lines)
+
+
+def plot(report: dict[str, Any]) -> Any:
+    """Speed against torch fp32 per model (and the geometric mean), one bar per runtime; the
+    digits accuracy of each graph."""
+    speed = {r["model"]: {n: r["speedup_vs_torch"].get(n) for n in PEERS}
+             for r in report["results"]}
+    speed["geomean"] = dict(report["summary"])
+    fig, (ax_speed, ax_acc) = figure(f"Int8 on the CPU ({report['config']['preset']} sizes, "
+                                     "batch 1)", 2)
+    bar_chart(ax_speed, speed, "torch fp32 time / runtime time (>1: faster)", reference=1.0)
+    bar_chart(ax_acc, {k: {"accuracy": v} for k, v in report["accuracy"]["accuracy"].items()
+                       if isinstance(v, float)}, "digits test accuracy", fmt="{:.3f}")
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,14 +296,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     accuracy = bench_accuracy(min(2, args.epochs) if args.quick else args.epochs, args.seed,
                               args.threads)
-    summary = {n: geomean([r["speedup_vs_torch"][n] for r in results
-                           if n in r["speedup_vs_torch"]])
-               for n in ("onnxruntime", "onnxruntime_int8", "smelt_int8")}
+    summary = {n: geomean(r["speedup_vs_torch"][n] for r in results
+                          if n in r["speedup_vs_torch"]) for n in PEERS}
     report = {"config": {"preset": preset, "threads": args.threads, "repeats": repeats,
                          "warmup": args.warmup, "pipeline": INT8_PIPELINE},
               "machine": machine_facts(threads, load), "results": results,
               "summary": summary, "accuracy": accuracy}
-    print(write_report(report, Path(args.out), table))
+    print(write_report(Path(args.out), report, table(report), plot(report)))
     return 0
 
 

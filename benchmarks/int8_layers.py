@@ -11,25 +11,26 @@ nn.Conv2d modules, duplicates counted), and a dense 128x768 -> 3072 layer.
   pack and the fused conv + requantize kernel. Checked bit for bit against smelt.interpret.
 - torch: `F.conv2d` (or `F.linear`) in float32 with bias, `torch.inference_mode()`.
 
-Both use `--threads` threads (default 2). Timing is interleaved: every repeat visits both
-runtimes, alternating which goes first; a visit runs ~5 ms of untimed calls (cores out of
-their idle states, thread pools awake), times a batch of calls (~10 ms), then waits for the
-process to go quiet (TVM's pool spins for ~0.2 s after a call). Reported: the median (and
-the best) per call, speed = torch / smelt, and per model the sum over its layers weighted
-by how often each shape occurs. The machine is shared: the load average is recorded.
+Both use `--threads` threads (default 2). Timing is benchmarks/harness.py's `measure`,
+interleaved: every repeat visits both runtimes, alternating which goes first; a visit runs
+~5 ms of untimed calls (cores out of their idle states, thread pools awake), times a batch of
+calls (~10 ms), then waits for the process to go quiet (TVM's pool spins for ~0.2 s after a
+call). Reported: the median (and the best) per call, speed = torch / smelt, and per model the
+sum over its layers weighted by how often each shape occurs. The machine is shared: the load
+average is recorded.
 
-Results: benchmarks/results/int8_layers.json and int8_layers.md beside it.
+Results: benchmarks/results/int8_layers.json, int8_layers.md and int8_layers.png (speed per
+model and per layer) beside it.
 
-    .venv/bin/python benchmarks/int8_layers.py                   # all layers, 11 repeats
-    .venv/bin/python benchmarks/int8_layers.py --models resnet18 --repeats 5
-    .venv/bin/python benchmarks/int8_layers.py --quick           # 3 small layers, smoke test
+    .venv/bin/python -m benchmarks.int8_layers                   # all layers, 11 repeats
+    .venv/bin/python -m benchmarks.int8_layers --models resnet18 --repeats 5
+    .venv/bin/python -m benchmarks.int8_layers --quick           # 3 small layers, smoke test
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from collections import Counter
@@ -40,23 +41,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-try:  # `python -m benchmarks.int8_layers` from the repository root
-    from benchmarks.cpu_latency import (
-        machine_facts,
-        machine_line,
-        set_threads,
-        settle,
-        write_report,
-    )
-    from benchmarks.cpu_models import MobileNetV2, ResNet
-except ModuleNotFoundError:  # `python benchmarks/int8_layers.py`
-    from cpu_latency import machine_facts, machine_line, set_threads, settle, write_report
-    from cpu_models import MobileNetV2, ResNet
+from benchmarks.cpu_models import MobileNetV2, ResNet
+from benchmarks.harness import (
+    bar_chart,
+    figure,
+    machine_facts,
+    machine_line,
+    markdown_table,
+    measure,
+    results_path,
+    set_threads,
+    write_report,
+)
+from benchmarks.runtimes import vm_call
 
-RESULTS = Path(__file__).resolve().parent / "results" / "int8_layers.json"
+RESULTS = results_path("int8_layers")
 MODELS = {"mobilenet_v2": (MobileNetV2, 160), "resnet18": (ResNet, 128)}
 DENSE = {"model": "dense", "kind": "dense", "m": 128, "k": 768, "n": 3072, "count": 1}
-WARM_S, BATCH_S = 0.005, 0.01  # untimed, then timed, seconds of calls per visit
+BATCH_S = 0.01  # seconds of timed calls per visit (after half as many untimed)
+WARMUP = 8  # untimed calls of each runtime before the first repeat
 
 
 # -- the layers ----------------------------------------------------------------------------
@@ -124,15 +127,6 @@ def smelt_layer(layer: dict[str, Any], rng: np.random.Generator):
     return Graph([xin], [out]), x
 
 
-def vm_call(module, x: np.ndarray):
-    """A call of the compiled module on a device tensor made once (no numpy conversion)."""
-    import tvm
-
-    main = module._vm["main"]
-    arg = tvm.runtime.tensor(x, module.device)
-    return lambda: main(arg)
-
-
 def smelt_runtime(layer: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     import smelt
 
@@ -164,45 +158,16 @@ def torch_runtime(layer: dict[str, Any], rng: np.random.Generator) -> dict[str, 
     return {"call": call}
 
 
-# -- timing --------------------------------------------------------------------------------
-def batch_size(call, target_s: float) -> int:
-    for _ in range(3):
-        call()
-    t0 = time.perf_counter()
-    call()
-    return max(1, min(1000, int(target_s / max(time.perf_counter() - t0, 1e-7))))
-
-
-def measure(calls: dict[str, Any], repeats: int) -> dict[str, dict[str, float]]:
-    """Median and best seconds per call of each runtime, interleaved (see the module
-    docstring). A visit first runs a few untimed milliseconds, so that the cores have left
-    their idle state and the thread pool is awake, then times a batch of ~10 ms."""
-    names = list(calls)
-    warm = {n: batch_size(calls[n], WARM_S) for n in names}
-    sizes = {n: batch_size(calls[n], BATCH_S) for n in names}
-    times: dict[str, list[float]] = {n: [] for n in names}
-    settle()
-    for i in range(repeats):
-        for n in names[i % 2:] + names[:i % 2]:
-            for _ in range(warm[n]):
-                calls[n]()
-            t0 = time.perf_counter()
-            for _ in range(sizes[n]):
-                calls[n]()
-            times[n].append((time.perf_counter() - t0) / sizes[n])
-            settle()
-    return {n: {"median": statistics.median(t), "best": min(t)} for n, t in times.items()}
-
-
 def bench_layer(layer: dict[str, Any], repeats: int) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     sm, tc = smelt_runtime(layer, rng), torch_runtime(layer, rng)
-    t = measure({"smelt": sm["call"], "torch": tc["call"]}, repeats)
-    return {**layer, "name": layer_name(layer), "smelt_us": t["smelt"]["median"] * 1e6,
-            "torch_us": t["torch"]["median"] * 1e6,
-            "speedup": t["torch"]["median"] / t["smelt"]["median"],
-            "smelt_best_us": t["smelt"]["best"] * 1e6, "torch_best_us": t["torch"]["best"] * 1e6,
-            "speedup_best": t["torch"]["best"] / t["smelt"]["best"],
+    t = measure({"smelt": sm["call"], "torch": tc["call"]}, repeats, warmup=WARMUP,
+                batch_s=BATCH_S)
+    return {**layer, "name": layer_name(layer), "smelt_us": t["smelt"].median * 1e6,
+            "torch_us": t["torch"].median * 1e6,
+            "speedup": t["torch"].median / t["smelt"].median,
+            "smelt_best_us": t["smelt"].best * 1e6, "torch_best_us": t["torch"].best * 1e6,
+            "speedup_best": t["torch"].best / t["smelt"].best,
             "exact": sm["exact"], "compile_s": sm["compile_s"], "kernels": sm["kernels"]}
 
 
@@ -226,20 +191,34 @@ def markdown(report: dict[str, Any]) -> str:
              f"{machine_line(m)} Median (and best) of {report['config']['repeats']} "
              "interleaved repeats; "
              "speed = torch / smelt; model rows sum the layers, each times its count.", "",
-             "| model | layers | smelt ms | torch fp32 ms | speed | speed (best) | bit-exact |",
-             "|---|---|---|---|---|---|---|"]
-    for model, s in report["summary"].items():
-        lines.append(f"| {model} | {s['layers']} | {s['smelt_us'] / 1e3:.3f} | "
-                     f"{s['torch_us'] / 1e3:.3f} | {s['speedup']:.2f}x | "
-                     f"{s['speedup_best']:.2f}x | {s['all_exact']} |")
-    lines += ["", "| model | layer | count | smelt us | torch us | speed | speed (best) | exact "
-              "| rules |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["results"]:
-        rules = ", ".join(sorted({str(v) for v in r["kernels"].values()}))
-        lines.append(f"| {r['model']} | {r['name']} | {r['count']} | {r['smelt_us']:.1f} | "
-                     f"{r['torch_us']:.1f} | {r['speedup']:.2f}x | {r['speedup_best']:.2f}x | "
-                     f"{r['exact']} | {rules} |")
+             *markdown_table(
+                 ["model", "layers", "smelt ms", "torch fp32 ms", "speed", "speed (best)",
+                  "bit-exact"],
+                 [[model, str(s["layers"]), f"{s['smelt_us'] / 1e3:.3f}",
+                   f"{s['torch_us'] / 1e3:.3f}", f"{s['speedup']:.2f}x",
+                   f"{s['speedup_best']:.2f}x", str(s["all_exact"])]
+                  for model, s in report["summary"].items()]), ""]
+    lines += markdown_table(
+        ["model", "layer", "count", "smelt us", "torch us", "speed", "speed (best)", "exact",
+         "rules"],
+        [[r["model"], r["name"], str(r["count"]), f"{r['smelt_us']:.1f}",
+          f"{r['torch_us']:.1f}", f"{r['speedup']:.2f}x", f"{r['speedup_best']:.2f}x",
+          str(r["exact"]), ", ".join(sorted({str(v) for v in r["kernels"].values()}))]
+         for r in report["results"]])
     return "\n".join(lines)
+
+
+def plot(report: dict[str, Any]) -> Any:
+    """Speed against torch float32 of each model (its layers summed), then of each layer."""
+    speed = {f"{m} (all layers)": {"smelt int8": s["speedup"]}
+             for m, s in report["summary"].items()}
+    speed.update({f"{r['model']} {r['name']}": {"smelt int8": r["speedup"]}
+                  for r in report["results"]})
+    fig, (ax,) = figure("int8 layers: smelt int8 vs torch float32, batch 1",
+                        size=(max(6.4, 0.3 * len(speed)), 4.8))
+    bar_chart(ax, speed, "torch time / smelt time (>1: faster)", reference=1.0,
+              fmt="{:.2f}" if len(speed) <= 16 else "")
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                          "threads": args.threads, "quick": args.quick},
               "machine": machine_facts(threads, load), "results": records,
               "summary": summarize(records)}
-    print(write_report(report, Path(args.out), markdown))
+    print(write_report(Path(args.out), report, markdown(report), plot(report)))
     return 0
 
 

@@ -17,8 +17,11 @@ The goal (issue 9): arena <= 1.05x the lower bound; the MCUNet-class model withi
 SRAM and 1 MB of flash. For scale: TinyEngine's peak SRAM on mcunet-vww0 is 59 KB, TFLite
 Micro's 163 KB (Lin et al., MCUNet, 2020).
 
-    .venv/bin/python benchmarks/mcu.py            # results/mcu.{json,md}
-    .venv/bin/python benchmarks/mcu.py --quick    # MCUNet-class model at 32x32, one board
+    .venv/bin/python -m benchmarks.mcu            # results/mcu.{json,md,png}
+    .venv/bin/python -m benchmarks.mcu --quick    # MCUNet-class model at 32x32, one board
+
+The plot (.png) shows, per model and board, flash and SRAM against their budgets, and the
+arena of each plan against its lower bound.
 """
 
 from __future__ import annotations
@@ -31,15 +34,20 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import smelt
+from benchmarks.harness import (
+    bar_chart,
+    failure,
+    figure,
+    markdown_table,
+    relative_error,
+    results_path,
+    write_report,
+)
+from benchmarks.mcu_models import McuModel, mcu_models
+from smelt.backends.mcu.memory_plan import Buffer, plan_memory
 
-from cpu_latency import _failure, relative_error, write_report  # noqa: E402
-from mcu_models import McuModel, mcu_models  # noqa: E402
-
-import smelt  # noqa: E402
-from smelt.backends.mcu.memory_plan import Buffer, plan_memory  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results" / "mcu.json"
+RESULTS = results_path("mcu")
 BOARDS = ("mps2-an386", "mps2-an500")
 SRAM_BUDGET = 256 * 1024
 FLASH_BUDGET = 1024 * 1024
@@ -116,7 +124,7 @@ def tvm_static_plan(graph: smelt.Graph) -> dict[str, Any] | str:
                 relax.transform.ToNonDataflow(), relax.transform.RemovePurityChecking(),
                 relax.transform.CallTIRRewrite(), relax.transform.StaticPlanBlockMemory()])(mod)
     except Exception as e:  # noqa: BLE001
-        return _failure(e)
+        return failure(e)
     sizes: list[int] = []
 
     def visit(e: Any) -> None:
@@ -143,7 +151,7 @@ def bench_board(graph: smelt.Graph, x: np.ndarray, expect: list[np.ndarray], int
         got = module(x)
         run_s = time.perf_counter() - t1
     except Exception as e:  # noqa: BLE001
-        return {"status": "error", "reason": _failure(e)}
+        return {"status": "error", "reason": failure(e)}
     rep = dict(module.report)
     out = {"status": "ok", "compile_s": compile_s, "run_s": run_s,
            **{k: rep.get(k) for k in REPORT_FIELDS}}
@@ -186,44 +194,51 @@ def _kb(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 1024:.1f}"
 
 
+def _plan_row(r: dict[str, Any]) -> list[str]:
+    p = r["graph_plan"]
+    return [r["model"], f"{r['params']:,}", f"{r['macs'] / 1e6:.1f}M", _kb(r["weight_bytes"]),
+            _kb(p["arena"]), _kb(p["lower_bound"]), _kb(p["naive"]),
+            f"{p['arena_vs_bound']:.3f}", f"{p['buffers']} ({p['in_place']})"]
+
+
+def _board_row(model: str, board: str, b: dict[str, Any]) -> list[str]:
+    if b["status"] == "error":
+        return [model, board, *["n/a"] * 11]
+    ins = b["instructions"]
+    return [model, board, _kb(b["flash_bytes"]), _kb(b["sram_total"]), _kb(b["arena_bytes"]),
+            _kb(b["arena_lower_bound"]), _kb(b["arena_naive"]), f"{b['arena_vs_bound']:.3f}",
+            _kb(b["workspace_bytes"]), _kb(b["stack_bytes"]),
+            "n/a" if ins is None else f"{ins:,}",
+            "bit-exact" if b["bit_exact"] else f"rel. {b['rel_error']:.2g}",
+            "yes" if b["fits"] else "no"]
+
+
+def _board_notes(model: str, board: str, b: dict[str, Any]) -> list[str]:
+    if b["status"] == "error":
+        return [f"- {model} on {board}: {b['reason']}"]
+    if b["status"] == "wrong":
+        return [f"- {model} on {board}: WRONG, an int8 graph must be bit-exact (max abs error "
+                f"{b['max_abs_error']:.3g})"]
+    return []
+
+
 def table(report: dict[str, Any]) -> str:
     cfg = report["config"]
+    boards = [(r["model"], board, b) for r in report["results"] for board, b in
+              r["boards"].items()]
     lines = [f"# Microcontroller deployment ({cfg['preset']})", "",
              "Sizes in KiB (1024 bytes). SRAM = arena + workspace + stack. Goal: arena <= "
              f"{ARENA_GOAL}x lower bound; MCUNet-class model within {SRAM_BUDGET // 1024} KiB "
              f"SRAM and {FLASH_BUDGET // 1024} KiB flash.", "",
              "## Memory plan on the smelt graph (independent of the C backend)", "",
-             "| model | params | MACs | weights | arena | lower bound | naive | arena / bound "
-             "| buffers (in place) |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["results"]:
-        p = r["graph_plan"]
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | "
-                     f"{_kb(r['weight_bytes'])} | {_kb(p['arena'])} | {_kb(p['lower_bound'])} | "
-                     f"{_kb(p['naive'])} | {p['arena_vs_bound']:.3f} | {p['buffers']} "
-                     f"({p['in_place']}) |")
-    lines += ["", "## C backend on qemu", "",
-              "| model | board | flash | SRAM | arena | lower bound | naive | arena / bound | "
-              "workspace | stack | instructions | vs interpreter | fits |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    notes = []
-    for r in report["results"]:
-        for board, b in r["boards"].items():
-            if b["status"] == "error":
-                lines.append(f"| {r['model']} | {board} |" + " n/a |" * 11)
-                notes.append(f"- {r['model']} on {board}: {b['reason']}")
-                continue
-            err = "bit-exact" if b["bit_exact"] else f"rel. {b['rel_error']:.2g}"
-            if b["status"] == "wrong":
-                notes.append(f"- {r['model']} on {board}: WRONG, an int8 graph must be "
-                             f"bit-exact (max abs error {b['max_abs_error']:.3g})")
-            ins = b["instructions"]
-            lines.append(
-                f"| {r['model']} | {board} | {_kb(b['flash_bytes'])} | {_kb(b['sram_total'])} | "
-                f"{_kb(b['arena_bytes'])} | {_kb(b['arena_lower_bound'])} | "
-                f"{_kb(b['arena_naive'])} | {b['arena_vs_bound']:.3f} | "
-                f"{_kb(b['workspace_bytes'])} | {_kb(b['stack_bytes'])} | "
-                f"{'n/a' if ins is None else f'{ins:,}'} | {err} | "
-                f"{'yes' if b['fits'] else 'no'} |")
+             *markdown_table(["model", "params", "MACs", "weights", "arena", "lower bound",
+                              "naive", "arena / bound", "buffers (in place)"],
+                             map(_plan_row, report["results"])),
+             "", "## C backend on qemu", "",
+             *markdown_table(["model", "board", "flash", "SRAM", "arena", "lower bound", "naive",
+                              "arena / bound", "workspace", "stack", "instructions",
+                              "vs interpreter", "fits"], (_board_row(*b) for b in boards))]
+    notes = [n for b in boards for n in _board_notes(*b)]
     tvm_rows = [(r["model"], r["tvm_static_plan"]) for r in report["results"]
                 if "tvm_static_plan" in r]
     if tvm_rows:
@@ -232,6 +247,30 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"- {name}: " + (f"{_kb(t['storage_bytes'])} KiB in {t['blocks']} "
                                           "blocks" if isinstance(t, dict) else t))
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def plot(report: dict[str, Any]) -> Any:
+    """Flash and SRAM per model and board against the budgets; the arena of the graph's own
+    plan and of each board's C program against the lower bound (1.0) and the goal."""
+    sizes, arena = {}, {}
+    for r in report["results"]:
+        arena[r["model"]] = {"graph plan": r["graph_plan"]["arena_vs_bound"]}
+        for board, b in r["boards"].items():
+            ok = b["status"] != "error"
+            sizes[f"{r['model']} {board}"] = {
+                "flash": b["flash_bytes"] / 1024 if ok else None,
+                "SRAM": b["sram_total"] / 1024 if ok else None}
+            arena[r["model"]][f"C on {board}"] = b["arena_vs_bound"] if ok else None
+    fig, (ax_size, ax_arena) = figure(
+        f"Microcontroller deployment ({report['config']['preset']})", 2)
+    bar_chart(ax_size, sizes, "KiB (log)", log=True, fmt="{:.0f}",
+              reference={f"SRAM budget {SRAM_BUDGET // 1024} KiB": SRAM_BUDGET / 1024,
+                         f"flash budget {FLASH_BUDGET // 1024} KiB": FLASH_BUDGET / 1024})
+    bar_chart(ax_arena, arena, "arena / lower bound", fmt="{:.3f}",
+              reference={"lower bound": 1.0, f"goal {ARENA_GOAL}": ARENA_GOAL})
+    ax_arena.set_ylim(0.9, max(ARENA_GOAL, *(v for a in arena.values() for v in a.values()
+                                             if v is not None)) + 0.05)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                          "sram_budget": SRAM_BUDGET, "flash_budget": FLASH_BUDGET,
                          "arena_goal": ARENA_GOAL},
               "results": results}
-    print(write_report(report, Path(args.out), table))
+    print(write_report(Path(args.out), report, table(report), plot(report)))
     return 0
 
 

@@ -16,7 +16,6 @@ fold-qdq`, or fp32 through `fold-bn,canonicalize`.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 import smelt
+from benchmarks.runtimes import quiet_trace
 from smelt import zoo
 
 INT8_PIPELINE = "fold-bn,canonicalize,quantize(w8a8),fold-qdq"
@@ -111,9 +111,7 @@ class McuModel:
     def graph(self, calibration: int = 8) -> smelt.Graph:
         """The smelt graph after this model's pipeline (calibrated on seeded images)."""
         x = self.inputs()[0]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            graph = smelt.trace(self.build(), (torch.from_numpy(x),))
+        graph = quiet_trace(self.build(), (torch.from_numpy(x),))
         pipeline = smelt.Pipeline.parse(self.pipeline)
         if not self.int8:
             return pipeline(graph)

@@ -2,7 +2,7 @@
 accuracy, MACs, parameters and compiled latency at several pruning ratios.
 
 Both networks are trained here, seeded, on scikit-learn's bundled digits (1,797 images, 1x8x8;
-80/20 split; benchmarks/equalization.py's data and MobileNetV2-style net, smelt.zoo's
+80/20 split; benchmarks/digits.py's data and MobileNetV2-style net, smelt.zoo's
 BasicBlock for the ResNet-style one), traced into smelt and batch norms folded (`fold-bn`,
 exact). Then, for each ratio:
 
@@ -15,7 +15,8 @@ exact). Then, for each ratio:
    on the training split, and `with_weights` writes the weights back into the graph;
 4. accuracy after, MACs and parameters per image, and latency of the whole test set in one
    batch: `smelt.compile(graph, "cpu")` and torch eager running the same pruned graph (its
-   `to_torch` module), both on one thread, medians of interleaved repeats.
+   `to_torch` module), both on one thread, medians of interleaved repeats
+   (benchmarks/harness.py's `measure`).
 
 Latency should fall roughly with MACs; the table gives both ratios to ratio 0 so that a pruned
 model that is not faster shows (and the JSON marks it: `faster` false). Depthwise convs and
@@ -28,30 +29,32 @@ Published anchor (Fang et al., "DepGraph: Towards Any Structural Pruning", CVPR 
 long fine-tune; here the data set and the fine-tune are tiny, so the numbers show the
 mechanism (groups, rounding, speed-up), not the same accuracy.
 
-    .venv/bin/python benchmarks/pruning.py            # ~2 min; results/pruning.{json,md}
-    .venv/bin/python benchmarks/pruning.py --importance l2 --scope global
-    .venv/bin/python benchmarks/pruning.py --quick    # 1 epoch, ratios 0 and 0.5 (smoke test)
+    .venv/bin/python -m benchmarks.pruning          # ~2 min; results/pruning.{json,md,png}
+    .venv/bin/python -m benchmarks.pruning --importance l2 --scope global
+    .venv/bin/python -m benchmarks.pruning --quick  # 1 epoch, ratios 0 and 0.5 (smoke test)
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-try:  # `python -m benchmarks.pruning` from the repository root
-    from benchmarks.cpu_latency import library_versions, write_report
-    from benchmarks.equalization import digits, mobilenet_v2_digits, train
-except ModuleNotFoundError:  # `python benchmarks/pruning.py`
-    from cpu_latency import library_versions, write_report
-    from equalization import digits, mobilenet_v2_digits, train
+from benchmarks.digits import accuracy, digits, fine_tune, mobilenet_v2_digits, train
+from benchmarks.harness import (
+    figure,
+    library_versions,
+    line_chart,
+    markdown_table,
+    measure,
+    results_path,
+    write_report,
+)
+from benchmarks.runtimes import quiet_trace
 
-RESULTS = Path(__file__).resolve().parent / "results" / "pruning.json"
+RESULTS = results_path("pruning")
 RATIOS = (0.0, 0.25, 0.5, 0.75)
 
 
@@ -78,54 +81,18 @@ MODELS = {"resnet": resnet_digits, "mobilenet_v2": lambda: mobilenet_v2_digits("
 
 
 # -- measurements --------------------------------------------------------------------------------
-def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(logits.argmax(axis=1) == y))
-
-
-def fine_tune(graph, x: np.ndarray, y: np.ndarray, epochs: int, seed: int):
-    """Train `graph`'s float weights (through to_torch) and write them back."""
-    from smelt.backends.to_torch import to_torch, with_weights
-
-    module = to_torch(graph, trainable=True)
-
-    class Head:  # train() wants a module whose call returns the logits
-        def __init__(self, m) -> None:  # noqa: ANN001
-            self.m = m
-
-        def __call__(self, t):  # noqa: ANN001, ANN204
-            return self.m(t)[0]
-
-        def parameters(self):  # noqa: ANN202
-            return self.m.parameters()
-
-        def train(self) -> None:
-            self.m.train()
-
-        def eval(self) -> None:
-            self.m.eval()
-
-    seconds = train(Head(module), x, y, epochs, seed) if epochs else 0.0
-    return with_weights(graph, module), seconds
-
-
 def latencies(compiled, module, x: np.ndarray, repeats: int) -> tuple[float, float]:
     """Median seconds per call of the compiled module and of torch eager, interleaved."""
     import torch
 
     xt = torch.from_numpy(x)
-    smelt_t, torch_t = [], []
-    with torch.inference_mode():
-        for _ in range(2):
-            compiled(x)
-            module(xt)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            compiled(x)
-            smelt_t.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            module(xt)
-            torch_t.append(time.perf_counter() - t0)
-    return statistics.median(smelt_t), statistics.median(torch_t)
+
+    def eager():  # noqa: ANN202
+        with torch.inference_mode():
+            return module(xt)
+
+    t = measure({"smelt": lambda: compiled(x), "torch": eager}, repeats, warmup=2)
+    return t["smelt"].median, t["torch"].median
 
 
 def run_model(name: str, data: tuple, epochs: int, tune_epochs: int, ratios: tuple[float, ...],
@@ -133,7 +100,7 @@ def run_model(name: str, data: tuple, epochs: int, tune_epochs: int, ratios: tup
     import torch
 
     import smelt
-    from smelt.backends.to_torch import to_torch
+    from smelt.backends.interop import to_torch
 
     xtr, xte, ytr, yte = data
     torch.manual_seed(seed)
@@ -141,9 +108,7 @@ def run_model(name: str, data: tuple, epochs: int, tune_epochs: int, ratios: tup
     seconds = train(net, xtr, ytr, epochs, seed)
     with torch.no_grad():
         torch_acc = accuracy(net(torch.from_numpy(xte)).numpy(), yte)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = smelt.trace(net, (torch.from_numpy(xte),))
+    traced = quiet_trace(net, (torch.from_numpy(xte),))
     folded = smelt.Pipeline.parse("fold-bn", verify_each=True)(traced, calibration=[(xte,)])
     batch = len(xte)
     calibration = [(xtr[:batch],)] if len(xtr) >= batch else [(xte,)]
@@ -188,11 +153,7 @@ def run(epochs: int, tune_epochs: int, ratios: tuple[float, ...], repeats: int, 
     import torch
 
     torch.set_num_threads(1)  # seeded runs give the same numbers; latency on one core
-    xtr, xte, ytr, yte = digits(seed)
-    if limit:
-        xte, yte = xte[:limit], yte[:limit]
-    if train_limit:
-        xtr, ytr = xtr[:train_limit], ytr[:train_limit]
+    xtr, xte, ytr, yte = digits(seed, limit, train_limit)
     models = [run_model(name, (xtr, xte, ytr, yte), epochs, tune_epochs, ratios, repeats, seed,
                         importance, scope) for name in MODELS]
     return {
@@ -215,19 +176,38 @@ def table(res: dict[str, Any]) -> str:
         lines += [f"## {m['model']}: {m['train_epochs']} epochs training "
                   f"({m['train_seconds']} s), {m['finetune_epochs']} epochs fine-tune; "
                   f"torch accuracy {m['torch_accuracy']:.4f}", "",
-                  "| ratio | MACs / image | params | accuracy pruned | fine-tuned | smelt ms | "
-                  "torch ms | MACs x fewer | bytes x fewer | smelt x faster | torch x faster |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in m["rows"]:
-            lines.append(f"| {r['ratio']} | {r['macs_per_image']:,} | {r['params']:,} | "
-                         f"{r['accuracy_pruned']:.4f} | {r['accuracy_finetuned']:.4f} | "
-                         f"{r['latency_smelt_ms']:.2f} | {r['latency_torch_ms']:.2f} | "
-                         f"{r['macs_ratio']:.2f} | {r['bytes_ratio']:.2f} | "
-                         f"{r['speedup_smelt']:.2f} | {r['speedup_torch']:.2f} |"
-                         + ("" if r["faster"] else " NOT FASTER"))
-        lines.append("")
+                  *markdown_table(
+                      ["ratio", "MACs / image", "params", "accuracy pruned", "fine-tuned",
+                       "smelt ms", "torch ms", "MACs x fewer", "bytes x fewer", "smelt x faster",
+                       "torch x faster"],
+                      [[str(r["ratio"]), f"{r['macs_per_image']:,}", f"{r['params']:,}",
+                        f"{r['accuracy_pruned']:.4f}", f"{r['accuracy_finetuned']:.4f}",
+                        f"{r['latency_smelt_ms']:.2f}", f"{r['latency_torch_ms']:.2f}",
+                        f"{r['macs_ratio']:.2f}", f"{r['bytes_ratio']:.2f}",
+                        f"{r['speedup_smelt']:.2f}",
+                        f"{r['speedup_torch']:.2f}" + ("" if r["faster"] else " NOT FASTER")]
+                       for r in m["rows"]]), ""]
     lines += [f"Anchor: {res['anchor']}.", ""]
     return "\n".join(lines)
+
+
+def plot(res: dict[str, Any]) -> Any:
+    """Accuracy (pruned, fine-tuned) and speed-up against ratio 0 (MACs, smelt, torch) by
+    pruning ratio, one line per model."""
+    fig, (ax_acc, ax_speed) = figure(f"Channel pruning ({res['importance']}, {res['scope']}) "
+                                     "on digits, by pruning ratio", 2)
+    acc, speed = {}, {}
+    for m in res["models"]:
+        ratios = [r["ratio"] for r in m["rows"]]
+        for key, label in (("accuracy_pruned", "pruned"), ("accuracy_finetuned", "fine-tuned")):
+            acc[f"{m['model']} {label}"] = (ratios, [r[key] for r in m["rows"]])
+        for key, label in (("macs_ratio", "MACs x fewer"), ("speedup_smelt", "smelt x faster"),
+                           ("speedup_torch", "torch x faster")):
+            speed[f"{m['model']} {label}"] = (ratios, [r[key] for r in m["rows"]])
+    line_chart(ax_acc, acc, "pruning ratio", "test accuracy")
+    line_chart(ax_speed, speed, "pruning ratio", "against ratio 0 (>1: fewer / faster)",
+               reference=1.0)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         res = run(args.epochs, args.finetune, RATIOS, args.repeats, args.seed, None, None,
                   args.importance, args.scope)
-    print(write_report(res, Path(args.out), table))
+    print(write_report(Path(args.out), res, table(res), plot(res)))
     return 0
 
 

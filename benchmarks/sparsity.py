@@ -4,17 +4,18 @@
     linear on the masked weight and its packed `linear24` form, each compiled by
     `smelt.compile(g, "cpu")` and called through the Relax VM on a device tensor made once,
     and torch float32 `F.linear` (dense, the same masked weight) in the same run. Timing is
-    benchmarks/int8_layers.py's: interleaved repeats, a warm-up and a ~10 ms batch of calls
-    per visit, then a wait until the process is quiet; the median per call is reported.
+    benchmarks/harness.py's `measure` as int8_layers.py uses it: interleaved repeats, a
+    warm-up and a ~10 ms batch of calls per visit, then a wait until the process is quiet;
+    the median per call is reported.
     Bytes: the dense weight against values + meta. The packed result is checked against the
     interpreter's float64 run of the dense masked layer.
 (b) The digits CNN: a conv stem (smelt.zoo's ConvBNAct and BasicBlock, as the pruning
     benchmark's) with an MLP head (64 -> 256 -> 256 -> 10), so that the linears hold most of
-    the weights, trained here (seeded) on scikit-learn's digits (benchmarks/equalization.py's
+    the weights, trained here (seeded) on scikit-learn's digits (benchmarks/digits.py's
     data and training loop); traced, batch norms folded (`fold-bn`), then
     `sparsify-24` (every linear: K is a multiple of 4) with no fine-tune, and after a
     short masked fine-tune: `to_torch(graph, trainable=True)` makes the kept values the
-    parameters, so the mask holds by construction (benchmarks/pruning.py's `fine_tune`).
+    parameters, so the mask holds by construction (benchmarks/digits.py's `fine_tune`).
     Accuracy on the test split, weight bytes, and compiled latency of the whole test set in
     one batch (smelt dense vs smelt 2:4 vs torch eager dense).
 
@@ -23,8 +24,8 @@ vector per multiply-add (the gather index changes with every weight), where the 
 register tile reuses each load eight times; on x86 without sparse tensor cores it is not
 expected to be faster than dense. The tables give the ratios either way.
 
-    .venv/bin/python benchmarks/sparsity.py            # results/sparsity.{json,md}
-    .venv/bin/python benchmarks/sparsity.py --quick    # small shapes, 1 epoch (smoke test)
+    .venv/bin/python -m benchmarks.sparsity          # results/sparsity.{json,md,png}
+    .venv/bin/python -m benchmarks.sparsity --quick  # small shapes, 1 epoch (smoke test)
 """
 
 from __future__ import annotations
@@ -33,24 +34,28 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-try:  # `python -m benchmarks.sparsity` from the repository root
-    from benchmarks.cpu_latency import machine_facts, machine_line, set_threads, write_report
-    from benchmarks.equalization import digits, train
-    from benchmarks.int8_layers import measure, vm_call
-    from benchmarks.pruning import accuracy, fine_tune
-except ModuleNotFoundError:  # `python benchmarks/sparsity.py`
-    from cpu_latency import machine_facts, machine_line, set_threads, write_report
-    from equalization import digits, train
-    from int8_layers import measure, vm_call
-    from pruning import accuracy, fine_tune
+from benchmarks.digits import accuracy, digits, fine_tune, train
+from benchmarks.harness import (
+    bar_chart,
+    figure,
+    machine_facts,
+    machine_line,
+    markdown_table,
+    measure,
+    results_path,
+    set_threads,
+    write_report,
+)
+from benchmarks.runtimes import quiet_trace, vm_call
 
-RESULTS = Path(__file__).resolve().parent / "results" / "sparsity.json"
+RESULTS = results_path("sparsity")
+BATCH_S = 0.01  # seconds of timed calls per visit (after half as many untimed)
+WARMUP = 8  # untimed calls of each runtime before the first repeat
 SHAPES = ((128, 768, 3072), (128, 3072, 768), (1, 768, 768), (16, 512, 512))
 QUICK_SHAPES = ((8, 64, 64), (1, 128, 32))
 
@@ -87,8 +92,9 @@ def bench_shape(m: int, k: int, n: int, repeats: int) -> dict[str, Any]:
             return F.linear(xt, wt, bt)
 
     t = measure({"smelt_dense": vm_call(modules["dense"], x),
-                 "smelt_24": vm_call(modules["sparse"], x), "torch_dense": torch_call}, repeats)
-    ms = {key: v["median"] * 1e3 for key, v in t.items()}
+                 "smelt_24": vm_call(modules["sparse"], x), "torch_dense": torch_call}, repeats,
+                warmup=WARMUP, batch_s=BATCH_S)
+    ms = {key: v.median * 1e3 for key, v in t.items()}
     values, meta = (c for c in packed.constants() if c.shape[0] == n and c.value.ndim == 2)
     dense_bytes, packed_bytes = w.nbytes, values.value.nbytes + meta.value.nbytes
     return {"m": m, "k": k, "n": n, "ms": ms,
@@ -128,19 +134,13 @@ def bench_digits(epochs: int, tune_epochs: int, repeats: int, seed: int, limit: 
     import torch
 
     import smelt
-    from smelt.backends.to_torch import to_torch
+    from smelt.backends.interop import to_torch
 
-    xtr, xte, ytr, yte = digits(seed)
-    if limit:
-        xte, yte = xte[:limit], yte[:limit]
-    if train_limit:
-        xtr, ytr = xtr[:train_limit], ytr[:train_limit]
+    xtr, xte, ytr, yte = digits(seed, limit, train_limit)
     torch.manual_seed(seed)
     net = digits_cnn()
     train_s = train(net, xtr, ytr, epochs, seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = smelt.trace(net, (torch.from_numpy(xte),))
+    traced = quiet_trace(net, (torch.from_numpy(xte),))
     dense = smelt.Pipeline.parse("fold-bn")(traced)
     pipe = smelt.Pipeline.parse("sparsify-24")
     sparse = pipe(dense)
@@ -165,8 +165,9 @@ def bench_digits(epochs: int, tune_epochs: int, repeats: int, seed: int, limit: 
             return eager(xt)
 
     t = measure({"smelt_dense": vm_call(compiled["dense"], xte),
-                 "smelt_24": vm_call(compiled["2:4"], xte), "torch_dense": torch_call}, repeats)
-    ms = {key: v["median"] * 1e3 for key, v in t.items()}
+                 "smelt_24": vm_call(compiled["2:4"], xte), "torch_dense": torch_call}, repeats,
+                warmup=WARMUP, batch_s=BATCH_S)
+    ms = {key: v.median * 1e3 for key, v in t.items()}
     return {"train_epochs": epochs, "train_seconds": round(train_s, 2),
             "finetune_epochs": tune_epochs, "finetune_seconds": round(tune_s, 2),
             "test_images": int(len(yte)), "train_images": int(len(ytr)), "rows": rows,
@@ -179,29 +180,33 @@ def bench_digits(epochs: int, tune_epochs: int, repeats: int, seed: int, limit: 
 
 
 # -- report --------------------------------------------------------------------------------
+def shape_name(layer: dict[str, Any]) -> str:
+    return f"{layer['m']}x{layer['k']} -> {layer['n']}"
+
+
 def markdown(res: dict[str, Any]) -> str:
     mach = res["machine"]
     lines = ["# 2:4 sparsity on the CPU: smelt linear24 vs smelt dense vs torch fp32 dense", "",
              f"{machine_line(mach)} Median of {res['config']['repeats']} "
              "interleaved repeats. speed-up = other / smelt 2:4 (below 1: 2:4 is slower).", "",
-             "| M x K -> N | weight bytes dense | 2:4 packed | saved | smelt 2:4 ms | "
-             "smelt dense ms | torch dense ms | 2:4 vs smelt dense | 2:4 vs torch | "
-             "max error |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["layers"]:
-        wb = r["weight_bytes"]
-        lines.append(f"| {r['m']}x{r['k']} -> {r['n']} | {wb['dense']:,} | {wb['packed']:,} | "
-                     f"{1 - wb['packed'] / wb['dense']:.1%} | {r['ms']['smelt_24']:.3f} | "
-                     f"{r['ms']['smelt_dense']:.3f} | {r['ms']['torch_dense']:.3f} | "
-                     f"{r['sparse_vs_dense']:.2f}x | {r['sparse_vs_torch']:.2f}x | "
-                     f"{r['max_abs_error_vs_float64']:.2g} |")
+             *markdown_table(
+                 ["M x K -> N", "weight bytes dense", "2:4 packed", "saved", "smelt 2:4 ms",
+                  "smelt dense ms", "torch dense ms", "2:4 vs smelt dense", "2:4 vs torch",
+                  "max error"],
+                 [[shape_name(r), f"{r['weight_bytes']['dense']:,}",
+                   f"{r['weight_bytes']['packed']:,}",
+                   f"{1 - r['weight_bytes']['packed'] / r['weight_bytes']['dense']:.1%}",
+                   f"{r['ms']['smelt_24']:.3f}", f"{r['ms']['smelt_dense']:.3f}",
+                   f"{r['ms']['torch_dense']:.3f}", f"{r['sparse_vs_dense']:.2f}x",
+                   f"{r['sparse_vs_torch']:.2f}x", f"{r['max_abs_error_vs_float64']:.2g}"]
+                  for r in res["layers"]])]
     d = res["digits"]
     lines += ["", f"## Digits CNN ({d['test_images']} test images in one batch; "
               f"{d['train_epochs']} epochs training, {d['finetune_epochs']} epochs masked "
               "fine-tune)", "",
-              "| model | accuracy | weight bytes | linear24 layers |", "|---|---|---|---|"]
-    for name, r in d["rows"].items():
-        lines.append(f"| {name} | {r['accuracy']:.4f} | {r['weight_bytes']:,} | "
-                     f"{r['linear24']} |")
+              *markdown_table(["model", "accuracy", "weight bytes", "linear24 layers"],
+                              [[name, f"{r['accuracy']:.4f}", f"{r['weight_bytes']:,}",
+                                str(r["linear24"])] for name, r in d["rows"].items()])]
     lb = d["linear_bytes"]
     lines += ["", f"Linear weights {lb['dense']:,} -> {lb['packed']:,} bytes; measured output "
               f"error of the unfine-tuned mask {d['measured_output_error']:.3g}. Latency: "
@@ -210,6 +215,25 @@ def markdown(res: dict[str, Any]) -> str:
               f"(2:4 vs smelt dense {d['sparse_vs_dense']:.2f}x).", "",
               *[f"- {line}" for line in d["layers"]]]
     return "\n".join(lines)
+
+
+def plot(res: dict[str, Any]) -> Any:
+    """Speed of smelt 2:4 against smelt dense and torch dense, per layer and for the digits
+    CNN; weight bytes and accuracy of the digits CNN's variants."""
+    d = res["digits"]
+    speed = {shape_name(r): {"vs smelt dense": r["sparse_vs_dense"],
+                             "vs torch dense": r["sparse_vs_torch"]} for r in res["layers"]}
+    speed["digits CNN"] = {"vs smelt dense": d["sparse_vs_dense"],
+                           "vs torch dense": d["ms"]["torch_dense"] / d["ms"]["smelt_24"]}
+    fig, (ax_speed, ax_size, ax_acc) = figure("2:4 sparsity on the CPU: smelt linear24", 3)
+    bar_chart(ax_speed, speed, "other time / smelt 2:4 time (>1: 2:4 faster)",
+              reference=1.0)
+    variants = d["rows"].items()
+    bar_chart(ax_size, {name: {"weights": r["weight_bytes"] / 1024} for name, r in variants},
+              "digits CNN: weight KiB", fmt="{:.0f}")
+    bar_chart(ax_acc, {name: {"accuracy": r["accuracy"]} for name, r in variants},
+              "digits CNN: test accuracy", fmt="{:.3f}")
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {"config": {"repeats": repeats, "threads": args.threads, "quick": args.quick,
                       "seed": args.seed},
            "machine": machine_facts(threads, load), "layers": layers, "digits": dig}
-    print(write_report(res, Path(args.out), markdown))
+    print(write_report(Path(args.out), res, markdown(res), plot(res)))
     return 0
 
 

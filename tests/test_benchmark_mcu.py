@@ -5,20 +5,15 @@ measured by running it without --quick."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from run_benchmark import run_benchmark
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from mcu import graph_buffers  # noqa: E402
-from mcu_models import MCUNetVWW, mcu_models  # noqa: E402
-
-from smelt.backends.mcu.memory_plan import plan_conflicts, plan_memory  # noqa: E402
+from benchmarks.mcu import graph_buffers
+from benchmarks.mcu_models import MCUNetVWW, mcu_models
+from smelt.backends.mcu.memory_plan import plan_conflicts, plan_memory
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +46,7 @@ def test_graph_buffers_plan_within_goal(quick_graph) -> None:
 
 def test_mcu_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "mcu.json"
-    res = run_benchmark("mcu.py", out, "--quick")
+    res = run_benchmark("mcu", out, "--quick")
     (rec,) = res["results"]
     assert rec["model"] == "mcunet_vww_int8" and rec["input_shape"] == [1, 3, 32, 32]
     plan = rec["graph_plan"]

@@ -12,7 +12,7 @@ from run_benchmark import run_benchmark
 
 def test_pruning_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "pruning.json"
-    res = run_benchmark("pruning.py", out, "--quick")
+    res = run_benchmark("pruning", out, "--quick")
     assert [m["model"] for m in res["models"]] == ["resnet", "mobilenet_v2"]
     for m in res["models"]:
         base, half = m["rows"]

@@ -13,7 +13,7 @@ from run_benchmark import run_benchmark
 
 def test_sparsity_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "sparsity.json"
-    res = run_benchmark("sparsity.py", out, "--quick")
+    res = run_benchmark("sparsity", out, "--quick")
     assert [(r["m"], r["k"], r["n"]) for r in res["layers"]] == [(8, 64, 64), (1, 128, 32)]
     for r in res["layers"]:
         wb = r["weight_bytes"]

@@ -12,7 +12,7 @@ from run_benchmark import run_benchmark
 
 def test_transformer_quant_quick(tmp_path: Path) -> None:
     out = tmp_path / "tq.json"
-    data = run_benchmark("transformer_quant.py", out, "--quick", "--repeats", "1")
+    data = run_benchmark("transformer_quant", out, "--quick", "--repeats", "1")
     m, ll = data["minilm"]["variants"], data["llama"]["variants"]
     assert m["fp32"]["min"] > 0.99999
     assert m["w4a16 awq"]["mean"] > m["w4a16 rtn"]["mean"]

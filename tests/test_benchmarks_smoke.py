@@ -10,7 +10,7 @@ from run_benchmark import run_benchmark
 
 def test_rewrite_scale_runs_and_fuses(tmp_path: Path) -> None:
     out = tmp_path / "rs.json"
-    data = run_benchmark("rewrite_scale.py", out, "--sizes", "1001", "--peers",
+    data = run_benchmark("rewrite_scale", out, "--sizes", "1001", "--peers",
                          "smelt,smelt-fuse", timeout=300)
     assert data["summary"]["largest_within_limit"] == {"smelt": 1001, "smelt-fuse": 1001}
     assert all(r["status"] == "ok" and r["correct"] for r in data["results"])
@@ -18,7 +18,7 @@ def test_rewrite_scale_runs_and_fuses(tmp_path: Path) -> None:
 
 def test_cpu_latency_quick_writes_every_field(tmp_path: Path) -> None:
     out = tmp_path / "cpu.json"
-    data = run_benchmark("cpu_latency.py", out, "--quick", "--models", "llama_block",
+    data = run_benchmark("cpu_latency", out, "--quick", "--models", "llama_block",
                          "--repeats", "2", "--warmup", "1", "--profile-runs", "2", timeout=300)
     assert {"cpu", "cpu_count", "threads", "mcpu", "versions"} <= set(data["machine"])
     assert data["machine"]["threads"]["tvm"] == data["config"]["threads"]
@@ -39,7 +39,7 @@ def test_cpu_latency_quick_writes_every_field(tmp_path: Path) -> None:
 
 def test_int8_quick_runs_smelt_and_onnxruntime_int8(tmp_path: Path) -> None:
     out = tmp_path / "int8.json"
-    data = run_benchmark("int8.py", out, "--quick", "--models", "resnet18", "--warmup", "1",
+    data = run_benchmark("int8", out, "--quick", "--models", "resnet18", "--warmup", "1",
                          "--epochs", "1")
     (rec,) = data["results"]
     smelt_int8 = rec["runtimes"]["smelt_int8"]
