@@ -4,7 +4,9 @@ The same chain is built in three systems and rewritten by each system's own rewr
 same run:
 
 - smelt:      the driver with one rule, relu(add(matmul(x, w), b)) -> fused_matmul{relu}
-              (`smelt-fuse`: the shipped `fuse` pass, five rules, two steps per block);
+              (`smelt-fuse`: the shipped `fuse` rules run by the driver, five rules, two steps
+              per block; `smelt-pipeline`: `Pipeline("fuse")`, the same rules as a pass with
+              its report, timed against `smelt-fuse` in the same process);
 - torch.fx:   `torch.fx.subgraph_rewriter.replace_pattern` with the same pattern and a
               replacement calling one wrapped fused function;
 - TVM Relax:  `tvm.relax.dpl.rewrite_call` with is_op("relax.nn.relu")(is_op("relax.add")(
@@ -14,10 +16,22 @@ Sizes count graph nodes as smelt and torch.fx do: one input plus five per block 
 matmul, add, relu). Each (system, size) runs in a fresh subprocess; only the rewrite call is
 timed (building the graph is not), best of up to `--repeats` runs while a run is short. A
 system stops at the first size whose rewrite takes longer than `--limit` seconds (the run is
-killed there). Results go to benchmarks/results/rewrite_scale.json and a table.
+killed there).
 
-    .venv/bin/python benchmarks/rewrite_scale.py                       # everything (~10 min)
-    .venv/bin/python benchmarks/rewrite_scale.py --sizes 1000,10000 --limit 20 --peers smelt,fx
+`smelt-pipeline` runs pairs on fresh graphs, the raw driver and `Pipeline("fuse")` in
+alternating order, and reports the median over the pairs of the pipeline's CPU time over the
+driver's (CPU time of the process: on a shared machine it is what the rewriter itself
+spent), and the time to read the pipeline's report afterwards (its sizes are measured when
+read). The goal: at most 1.2x the driver, and 100k nodes through `Pipeline("fuse")` in
+under 1 s.
+
+Results: benchmarks/results/rewrite_scale.json, a Markdown table beside it (.md) and a plot
+(.png): seconds per size and system, and the pipeline's ratio to the driver.
+
+    .venv/bin/python -m benchmarks.rewrite_scale                       # everything (~15 min)
+    .venv/bin/python -m benchmarks.rewrite_scale --sizes 10000,100000,1000000 \
+        --peers smelt-fuse,smelt-pipeline                              # Pipeline vs the driver
+    .venv/bin/python -m benchmarks.rewrite_scale --sizes 1000,10000 --limit 20 --peers smelt,fx
 """
 
 from __future__ import annotations
@@ -26,8 +40,8 @@ import argparse
 import gc
 import json
 import os
-import platform
 import queue
+import statistics
 import subprocess
 import sys
 import threading
@@ -37,13 +51,28 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.harness import (
+    figure,
+    line_chart,
+    machine_facts,
+    machine_line,
+    markdown_table,
+    results_path,
+    set_threads,
+    write_report,
+)
+
 DEFAULT_SIZES = (1_000, 3_000, 10_000, 15_000, 30_000, 100_000, 300_000, 1_000_000)
-PEERS = ("smelt", "smelt-fuse", "torch.fx", "tvm-dpl")
-ALIASES = {"fx": "torch.fx", "tvm": "tvm-dpl"}
+PEERS = ("smelt", "smelt-fuse", "smelt-pipeline", "torch.fx", "tvm-dpl")
+ALIASES = {"fx": "torch.fx", "tvm": "tvm-dpl", "pipeline": "smelt-pipeline"}
 WIDTH = 8
-RESULTS = Path(__file__).resolve().parent / "results" / "rewrite_scale.json"
+RESULTS = results_path("rewrite_scale")
+ROOT = Path(__file__).resolve().parent.parent
 BUILD_LIMIT_S = 900.0
 REPEAT_UNDER_S = 2.0
+PAIR_UNDER_S = 30.0  # smelt-pipeline: another pair while a pair's two rewrites take less
+PIPELINE_BUDGET = 1.2  # Pipeline("fuse") over the raw driver
+GOAL_NODES, GOAL_S = 100_000, 1.0  # 100k nodes through Pipeline("fuse") in under 1 s
 
 
 def blocks_for(nodes: int) -> int:
@@ -191,6 +220,13 @@ def check_tvm(func: Any, blocks: int) -> bool:
     return calls == blocks and len(bindings) == blocks
 
 
+def rewrite_pipeline(graph: Any, peer: str) -> Any:
+    from smelt.rewrite import Pipeline
+
+    pipe = Pipeline("fuse")
+    return pipe(graph), pipe
+
+
 PEER_FNS = {
     "smelt": (build_smelt, rewrite_smelt, check_smelt),
     "smelt-fuse": (build_smelt, rewrite_smelt, check_smelt),
@@ -201,36 +237,81 @@ FX_FUSED: Any = None
 
 
 # -- one measurement, in a subprocess -----------------------------------------------------------
+def _emit(**event: Any) -> None:
+    print(json.dumps(event), flush=True)
+
+
+def _built(build: Any, blocks: int) -> Any:
+    gc.disable()
+    t0 = time.perf_counter()
+    obj = build(blocks)
+    built = time.perf_counter() - t0
+    gc.enable()
+    gc.collect()
+    _emit(event="built", build_seconds=built)
+    return obj
+
+
+def _timed(run: Any, obj: Any, peer: str) -> tuple[Any, float, float]:
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = run(obj, peer)
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
 def worker(peer: str, nodes: int, repeats: int) -> None:
     global FX_FUSED
+    if peer == "smelt-pipeline":
+        pipeline_worker(nodes, repeats)
+        return
+    if peer in ("torch.fx", "tvm-dpl"):
+        set_threads(1)
     if peer == "torch.fx":
         FX_FUSED = _fx_fused()
     build, run, check = PEER_FNS[peer]
     blocks = blocks_for(nodes)
     for _ in range(repeats):
-        gc.disable()
-        t0 = time.perf_counter()
-        obj = build(blocks)
-        built = time.perf_counter() - t0
-        gc.enable()
-        gc.collect()
-        print(json.dumps({"event": "built", "build_seconds": built}), flush=True)
-        t0 = time.perf_counter()
-        out = run(obj, peer)
-        seconds = time.perf_counter() - t0
-        ok = check(out, blocks)
-        print(json.dumps({"event": "done", "seconds": seconds, "ok": ok}), flush=True)
+        obj = _built(build, blocks)
+        out, seconds, cpu = _timed(run, obj, peer)
+        _emit(event="done", seconds=seconds, cpu_seconds=cpu, ok=check(out, blocks))
         del obj, out
         gc.collect()
         if seconds > REPEAT_UNDER_S:
             break
 
 
+def pipeline_worker(nodes: int, repeats: int) -> None:
+    """Pairs on fresh graphs: the driver with the fuse rules, and Pipeline("fuse"), in
+    alternating order; then the time to read the pipeline's report."""
+    blocks = blocks_for(nodes)
+    warm = build_smelt(1)  # untimed: imports and compiled matchers ready for both
+    check_smelt(rewrite_smelt(warm, "smelt-fuse"), 1) and rewrite_pipeline(warm, "")
+    for i in range(repeats):
+        pair = 0.0
+        for variant in (("driver", "pipeline") if i % 2 == 0 else ("pipeline", "driver")):
+            obj = _built(build_smelt, blocks)
+            if variant == "driver":
+                out, seconds, cpu = _timed(rewrite_smelt, obj, "smelt-fuse")
+                extra = {}
+            else:
+                (out, pipe), seconds, cpu = _timed(rewrite_pipeline, obj, variant)
+                t0 = time.perf_counter()
+                str(pipe.report)
+                extra = {"report_seconds": time.perf_counter() - t0}
+                del pipe
+            _emit(event="done", variant=variant, seconds=seconds, cpu_seconds=cpu,
+                  ok=check_smelt(out, blocks), **extra)
+            pair += seconds
+            del obj, out
+            gc.collect()
+        if pair > PAIR_UNDER_S:
+            break
+
+
 def measure(peer: str, nodes: int, limit: float, repeats: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", peer, "--nodes", str(nodes),
-           "--repeats", str(repeats)]
+    cmd = [sys.executable, "-m", "benchmarks.rewrite_scale", "--worker", peer, "--nodes",
+           str(nodes), "--repeats", str(repeats)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=ROOT)
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
@@ -241,6 +322,7 @@ def measure(peer: str, nodes: int, limit: float, repeats: int) -> dict[str, Any]
     threading.Thread(target=pump, daemon=True).start()
     row: dict[str, Any] = {"peer": peer, "nodes": 5 * blocks_for(nodes) + 1,
                            "blocks": blocks_for(nodes), "runs": []}
+    events: list[dict[str, Any]] = []
     deadline = BUILD_LIMIT_S
     while True:
         try:
@@ -251,7 +333,7 @@ def measure(peer: str, nodes: int, limit: float, repeats: int) -> dict[str, Any]
             break
         if line is None:
             proc.wait()
-            row["status"] = "ok" if proc.returncode == 0 and row["runs"] else "error"
+            row["status"] = "ok" if proc.returncode == 0 and events else "error"
             if row["status"] == "error":
                 row["error"] = proc.stderr.read()[-2000:]
             break
@@ -260,29 +342,54 @@ def measure(peer: str, nodes: int, limit: float, repeats: int) -> dict[str, Any]
             row["build_seconds"] = event["build_seconds"]
             deadline = limit
         else:
-            row["runs"].append(event["seconds"])
+            events.append(event)
             row["correct"] = row.get("correct", True) and event["ok"]
             deadline = BUILD_LIMIT_S
-    if row["runs"]:
-        row["seconds"] = min(row["runs"])
-        row["us_per_node"] = row["seconds"] / row["nodes"] * 1e6
+    _fill(row, events)
     if row["status"] == "timeout":
         row["seconds"] = None
         row["limit"] = limit
     return row
 
 
-# -- the whole benchmark ------------------------------------------------------------------------
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    def at(peer: str, nodes: int) -> dict[str, Any] | None:
-        return next((r for r in rows if r["peer"] == peer and r["nodes"] == 5 * blocks_for(
-            nodes) + 1 and r.get("seconds")), None)
+def _fill(row: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """The row's times from the worker's events: best wall time per run of the peer itself;
+    for smelt-pipeline also the driver's, and the pipeline's CPU-time ratio to it."""
+    own = [e for e in events if e.get("variant") != "driver"]
+    row["runs"] = [e["seconds"] for e in own]
+    row["cpu_runs"] = [e["cpu_seconds"] for e in own]
+    if row["runs"]:
+        row["seconds"] = min(row["runs"])
+        row["us_per_node"] = row["seconds"] / row["nodes"] * 1e6
+    if row["peer"] != "smelt-pipeline":
+        return
+    driver = [e for e in events if e.get("variant") == "driver"]
+    row["driver_runs"] = [e["seconds"] for e in driver]
+    row["driver_cpu_runs"] = [e["cpu_seconds"] for e in driver]
+    row["report_runs"] = [e["report_seconds"] for e in own]
+    pairs = list(zip(row["cpu_runs"], row["driver_cpu_runs"], strict=False))
+    if pairs:
+        row["driver_seconds"] = min(row["driver_runs"])
+        row["pipeline_over_driver"] = statistics.median(p / d for p, d in pairs)
+        row["report_seconds"] = min(row["report_runs"])
 
+
+# -- the whole benchmark ------------------------------------------------------------------------
+def _at(rows: list[dict[str, Any]], peer: str, nodes: int) -> dict[str, Any] | None:
+    return next((r for r in rows if r["peer"] == peer and r["nodes"] == 5 * blocks_for(
+        nodes) + 1 and r.get("seconds")), None)
+
+
+def _size_label(nodes: int) -> str:
+    return f"{nodes // 1_000_000}M" if nodes >= 1_000_000 else f"{nodes // 1000}k"
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"largest_within_limit": {}}
     for peer in sorted({r["peer"] for r in rows}):
         done = [r["nodes"] for r in rows if r["peer"] == peer and r.get("seconds")]
         out["largest_within_limit"][peer] = max(done) if done else None
-    small, big = at("smelt", 10_000), max(
+    small, big = _at(rows, "smelt", 10_000), max(
         (r for r in rows if r["peer"] == "smelt" and r.get("seconds")),
         key=lambda r: r["nodes"], default=None)
     if small and big:
@@ -292,41 +399,77 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["smelt_linearity_ratio"] = big["us_per_node"] / small["us_per_node"]
     for peer in ("torch.fx", "tvm-dpl"):
         for nodes in (15_000, 30_000):
-            a, s = at(peer, nodes), at("smelt", nodes)
+            a, s = _at(rows, peer, nodes), _at(rows, "smelt", nodes)
             if a and s:
                 out[f"speedup_vs_{peer}_at_{nodes // 1000}k"] = a["seconds"] / s["seconds"]
+    ratios = {_size_label(r["nodes"]): r["pipeline_over_driver"] for r in rows
+              if r["peer"] == "smelt-pipeline" and "pipeline_over_driver" in r}
+    if ratios:
+        out["pipeline_over_driver"] = ratios
+        out["pipeline_over_driver_max"] = max(ratios.values())
+        out["pipeline_within_budget"] = out["pipeline_over_driver_max"] <= PIPELINE_BUDGET
+    goal = _at(rows, "smelt-pipeline", GOAL_NODES)
+    if goal:
+        out["pipeline_fuse_100k_seconds"] = goal["seconds"]
+        out["pipeline_fuse_100k_within_1s"] = goal["seconds"] < GOAL_S
     return out
 
 
-def table(rows: list[dict[str, Any]], peers: list[str]) -> str:
+def _cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    if r.get("seconds"):
+        return f"{r['seconds']:.3f} s ({r['us_per_node']:.1f} us/node)"
+    return f">{r.get('limit', '?')} s ({r['status']})"
+
+
+def table(rows: list[dict[str, Any]], peers: list[str]) -> list[str]:
+    """One row per size: each system's best time, and Pipeline("fuse") over the driver."""
     sizes = sorted({r["nodes"] for r in rows})
-    head = ["nodes"] + peers
-    lines = [head]
+    ratio = "smelt-pipeline" in peers
+    head = ["nodes"] + peers + (["Pipeline / driver (CPU), report read"] if ratio else [])
+    lines = []
     for n in sizes:
-        line = [f"{n:,}"]
-        for p in peers:
-            r = next((r for r in rows if r["peer"] == p and r["nodes"] == n), None)
-            if r is None:
-                line.append("-")
-            elif r.get("seconds"):
-                line.append(f"{r['seconds']:.3f} s ({r['us_per_node']:.1f} us/node)")
-            else:
-                line.append(f">{r.get('limit', '?')} s ({r['status']})")
-        lines.append(line)
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True))
-                     for row in lines)
+        cells = [f"{n:,}"] + [_cell(next((r for r in rows if r["peer"] == p and r["nodes"] == n),
+                                         None)) for p in peers]
+        if ratio:
+            r = next((r for r in rows if r["peer"] == "smelt-pipeline" and r["nodes"] == n
+                      and "pipeline_over_driver" in r), None)
+            cells.append("-" if r is None else f"{r['pipeline_over_driver']:.2f}x, "
+                         f"{r['report_seconds']:.3f} s")
+        lines.append(cells)
+    return markdown_table(head, lines)
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "machine": platform.machine(),
-           "cpus": str(os.cpu_count()), "numpy": np.__version__}
-    for mod in ("torch", "tvm"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception as e:  # noqa: BLE001 - report, do not fail
-            out[mod] = f"unavailable ({type(e).__name__})"
-    return out
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# Rewrite scale: relu(add(matmul(x, w), b)) chains fused", "",
+             machine_line(report["machine"]), ""]
+    lines += table(report["results"], report["config"]["peers"])
+    lines.append("")
+    for k, v in report["summary"].items():
+        lines.append(f"- {k}: {v:.3g}" if isinstance(v, float) else f"- {k}: {v}")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], peers: list[str]) -> Any:
+    ratio = [r for r in rows if r["peer"] == "smelt-pipeline" and "pipeline_over_driver" in r]
+    fig, axes = figure("Rewriting relu(add(matmul(x, w), b)) chains",
+                       panels=2 if ratio else 1)
+    series = {}
+    for p in peers:
+        done = sorted((r["nodes"], r["seconds"]) for r in rows if r["peer"] == p
+                      and r.get("seconds"))
+        if done:
+            series[p] = ([n for n, _ in done], [s for _, s in done])
+    line_chart(axes[0], series, "graph nodes", "rewrite seconds (best run)", logx=True,
+               logy=True)
+    if ratio:
+        ratio.sort(key=lambda r: r["nodes"])
+        line_chart(axes[1], {"Pipeline(\"fuse\") / driver": (
+            [r["nodes"] for r in ratio], [r["pipeline_over_driver"] for r in ratio])},
+            "graph nodes", "CPU time ratio (median of pairs)", logx=True,
+            reference={f"budget {PIPELINE_BUDGET}x": PIPELINE_BUDGET, "driver": 1.0})
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,31 +487,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.nodes, args.repeats)
         return 0
+    load_at_start = os.getloadavg()[0]
     sizes = sorted(int(s) for s in args.sizes.split(","))
     peers = [ALIASES.get(p.strip(), p.strip()) for p in args.peers.split(",")]
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
         ap.error(f"unknown peers {unknown}; choose from {', '.join(PEERS)}")
+    threads = set_threads(1)  # the rewriters are single-threaded Python (workers set it too)
     rows: list[dict[str, Any]] = []
     for peer in peers:
         for nodes in sizes:
             row = measure(peer, nodes, args.limit, args.repeats)
             rows.append(row)
             shown = f"{row['seconds']:.3f} s" if row.get("seconds") else row["status"]
-            print(f"{peer:>10} {row['nodes']:>9,} nodes: {shown}", flush=True)
+            if "pipeline_over_driver" in row:
+                shown += f" ({row['pipeline_over_driver']:.2f}x the driver)"
+            print(f"{peer:>14} {row['nodes']:>9,} nodes: {shown}", flush=True)
             if not row.get("seconds"):
                 break
     report = {"config": {"sizes": sizes, "limit_s": args.limit, "repeats": args.repeats,
-                         "width": WIDTH, "peers": peers},
-              "versions": versions(), "results": rows, "summary": summarize(rows)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+                         "width": WIDTH, "peers": peers, "pipeline_budget": PIPELINE_BUDGET,
+                         "goal": {"nodes": GOAL_NODES, "seconds": GOAL_S}},
+              "machine": machine_facts(threads, load_at_start, ("smelt", "torch", "tvm",
+                                                                "numpy")),
+              "results": rows, "summary": summarize(rows)}
     print()
-    print(table(rows, peers))
-    print()
-    for k, v in report["summary"].items():
-        print(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}")
+    print(write_report(Path(args.out), report, markdown(report), plot(rows, peers)))
     return 0
 
 
