@@ -124,21 +124,21 @@ __all__ += ["compile", "load_compiled", "to_relax"]
 
 def backend(pipeline="canonicalize,fuse", target="cpu", **compile_options):
     """A TorchDynamo backend: `torch.compile(model, backend=smelt.backend())`."""
-    from smelt.backends.torch_dynamo import backend as _backend
+    from smelt.backends.interop import backend as _backend
 
     return _backend(pipeline, target, **compile_options)
 
 
 def to_torch(graph):
     """The graph as a torch.fx.GraphModule (one call per node, weights as buffers)."""
-    from smelt.backends.to_torch import to_torch as _to_torch
+    from smelt.backends.interop import to_torch as _to_torch
 
     return _to_torch(graph)
 
 
 def to_jax(graph):
     """The graph as a jittable JAX function of its inputs."""
-    from smelt.backends.to_jax import to_jax as _to_jax
+    from smelt.backends.interop import to_jax as _to_jax
 
     return _to_jax(graph)
 

@@ -8,7 +8,8 @@
   the reference interpreter on test_ops_reference's CASES (imported, not copied), and every
   zoo model matches it before and after fold-bn,canonicalize,fuse (so the fused ops, with
   their activation and residual attributes, run too); the results go through torch.compile
-  (aot_eager) and jax.jit.
+  (aot_eager) and jax.jit. Both run the one table of backends/interop/array_ops.py: the torch
+  and JAX namespaces define the same names, and Dynamo captures a to_torch module whole.
 
 Tolerances. Per op, the contract of test_ops_reference (its docstring derives it):
 |got - oracle| <= 8 eps (sqrt(K) max|term| + |oracle|) against the interpreter's float64
@@ -30,11 +31,21 @@ from hypothesis import strategies as st
 from test_ops_reference import CASES, Case, Example, assert_matches
 
 import smelt
-from smelt.backends.to_jax import JAX_OPS, JaxConversionError
-from smelt.backends.to_jax import STRUCTURAL as JAX_STRUCTURAL
-from smelt.backends.to_torch import STRUCTURAL as TORCH_STRUCTURAL
-from smelt.backends.to_torch import TORCH_OPS, TorchConversionError
-from smelt.backends.torch_dynamo import FallbackWarning
+from smelt.backends.interop import (
+    BACKEND,
+    JAX_OPS,
+    LIBRARY,
+    STANDARD,
+    STRUCTURAL,
+    TORCH_OPS,
+    FallbackWarning,
+    JaxConversionError,
+    SmeltBackend,
+    TorchConversionError,
+    jax_namespace,
+    missing_ops,
+    torch_namespace,
+)
 from smelt.ir import OPS, Graph, Node, TupleType
 from smelt.ir.types import dtype_of_array, numpy_dtype
 from smelt.zoo import ZOO
@@ -60,7 +71,7 @@ def host(value) -> np.ndarray:
     return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
 
 
-def compiled(model: torch.nn.Module, backend: smelt.backends.torch_dynamo.SmeltBackend):
+def compiled(model: torch.nn.Module, backend: SmeltBackend):
     torch._dynamo.reset()  # each test compiles afresh, with static shapes
     return torch.compile(model, backend=backend, dynamic=False)
 
@@ -208,22 +219,32 @@ def test_backend_rejects_a_bad_pipeline_or_target_at_once() -> None:
 # -- to_torch and to_jax: coverage -----------------------------------------------------------
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_every_op_has_a_torch_entry(op: str) -> None:
-    assert op in TORCH_OPS or op in TORCH_STRUCTURAL, (
-        f"op {op!r} has no entry in TORCH_OPS (backends/to_torch.py)")
+    assert op in TORCH_OPS or op in STRUCTURAL, (
+        f"op {op!r} has no entry in TORCH_OPS (backends/interop/array_ops.py)")
 
 
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_every_op_has_a_jax_entry(op: str) -> None:
-    assert op in JAX_OPS or op in JAX_STRUCTURAL, (
-        f"op {op!r} has no entry in JAX_OPS (backends/to_jax.py)")
+    assert op in JAX_OPS or op in STRUCTURAL, (
+        f"op {op!r} has no entry in JAX_OPS (backends/interop/array_ops.py)")
+
+
+def test_both_namespaces_define_the_names_the_table_uses() -> None:
+    """The one table (array_ops) runs over either namespace: both define every standard and
+    backend name, LIBRARY's among them, and no op lacks an entry."""
+    names = set(STANDARD) | set(BACKEND)
+    assert set(LIBRARY.values()) <= names
+    for namespace in (torch_namespace, jax_namespace):
+        assert all(callable(getattr(namespace, name, None)) for name in names), namespace
+    assert missing_ops() == []
 
 
 def test_an_op_without_an_entry_is_named() -> None:
     x = Node.input("x", (2,))
     odd = Node.unchecked("mystery", [x], {}, x.type)
-    with pytest.raises(TorchConversionError, match="mystery.*to_torch.py"):
+    with pytest.raises(TorchConversionError, match="mystery.*interop/array_ops.py"):
         smelt.to_torch(Graph([x], [odd]))
-    with pytest.raises(JaxConversionError, match="mystery.*to_jax.py"):
+    with pytest.raises(JaxConversionError, match="mystery.*interop/array_ops.py"):
         smelt.to_jax(Graph([x], [odd]))
 
 
@@ -347,6 +368,23 @@ def test_to_relax_runs_in_tvms_own_pipeline(name: str) -> None:
     (got,) = vm["main"](*(tvm.runtime.tensor(a.numpy()) for a in args))
     (want,) = smelt.interpret(graph, *args)
     within_scale(got.numpy(), want)
+
+
+@pytest.mark.parametrize("name", ["encoder_block", "quantized"])
+def test_to_torch_traces_in_one_dynamo_graph(name: str) -> None:
+    """Dynamo captures a to_torch module whole: the array-namespace entries (split's
+    offsets, the quantized ops' per-channel constants) fold at trace time, no graph break."""
+    if name == "quantized":
+        graph, feed = quantized_graph()
+        args = [torch.from_numpy(f) for f in feed]
+    else:
+        args = ZOO[name].inputs()
+        graph = smelt.Pipeline.parse(PIPELINE)(smelt.trace(ZOO[name].build(), args))
+    torch._dynamo.reset()
+    with torch.no_grad():
+        explained = torch._dynamo.explain(smelt.to_torch(graph))(*args)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, (
+        explained.break_reasons)
 
 
 def test_fused_graph_goes_back_into_torch_compile() -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import smelt
 from smelt import Graph, Node, PipelineParseError, bounded, exact
-from smelt.backends.to_torch import to_torch, with_weights
+from smelt.backends.interop import to_torch, with_weights
 from smelt.passes import pruning_groups
 from smelt.passes.pruning import apply_pruning, prune, prune_channels
 from smelt.passes.pruning_groups import analyse

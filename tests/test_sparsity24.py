@@ -17,9 +17,9 @@ from tvm.ir.expr import Constant
 
 import smelt
 from smelt.backends.cpu.pipeline import lower_to_kernels
+from smelt.backends.interop import to_torch, with_weights
 from smelt.backends.relax_module import to_relax
 from smelt.backends.targets import make_target
-from smelt.backends.to_torch import to_torch, with_weights
 from smelt.ir import Graph, Node, TypeInferenceError, interpret
 from smelt.ir.ops.sparse import is_24_sparse, meta_bytes, pack_24, unpack_24
 from smelt.passes.sparsity24 import PACK_24, SparsityError, mask_24, sparsify_24
