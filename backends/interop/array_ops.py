@@ -141,7 +141,7 @@ def clamp(xp: ModuleType, x: Array, *, min: float | None, max: float | None) -> 
 def cast(xp: ModuleType, x: Array, *, dtype: str) -> Array:
     """x converted to `dtype` (float to int truncates); int4/uint4 wrap modulo 16."""
     if dtype not in ("int4", "uint4"):
-        return xp.astype(x, xp.dtype(dtype))
+        return xp.astype(x, xp.dtype(dtype), copy=False)
     wide = xp.dtype("int64")
     low = xp.astype(xp.trunc(x) if is_float(xp, x) else x, wide) & 15
     if dtype == "int4":
@@ -190,7 +190,7 @@ def _reduced(reduce: Callable[..., Array], xp: ModuleType, x: Array, src: Array,
              axes: tuple[int, ...], keepdims: bool) -> Array:
     """reduce(src) over `axes` (all when empty), as x's dtype."""
     axis = tuple(axes) if axes else tuple(range(x.ndim))
-    return xp.astype(reduce(src, axis=axis, keepdims=keepdims), x.dtype)
+    return xp.astype(reduce(src, axis=axis, keepdims=keepdims), x.dtype, copy=False)
 
 
 def reduce_sum(xp: ModuleType, x: Array, *, axes: tuple[int, ...], keepdims: bool) -> Array:
@@ -213,7 +213,7 @@ def reduce_min(xp: ModuleType, x: Array, *, axes: tuple[int, ...], keepdims: boo
 def argmax(xp: ModuleType, x: Array, *, axis: int, keepdims: bool) -> Array:
     wide = xp.dtype("int64")
     src = x if is_float(xp, x) else xp.astype(x, wide)
-    return xp.astype(xp.argmax(src, axis=axis, keepdims=keepdims), wide)
+    return xp.astype(xp.argmax(src, axis=axis, keepdims=keepdims), wide, copy=False)
 
 
 # -- data movement -------------------------------------------------------------------------
