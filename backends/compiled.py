@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,20 @@ import tvm
 from tvm import relax
 
 from smelt.ir.errors import FileFormatError, InterpretError
+from smelt.ir.graph import Graph
 
+from .targets import get_target
 from .threads import size_thread_pool
+
+
+def graph_signature(graph: Graph) -> dict[str, Any]:
+    """The inputs (name, shape, dtype) and outputs (shape, dtype) a compiled module takes and
+    gives, as it is written beside an exported library."""
+    return {
+        "inputs": [{"name": x.attrs["name"], "shape": list(x.shape), "dtype": x.dtype}
+                   for x in graph.inputs],
+        "outputs": [{"shape": list(o.shape), "dtype": o.dtype} for o in graph.outputs],
+    }
 
 
 def _array(x: Any) -> np.ndarray:
@@ -62,6 +75,15 @@ class CompiledModule:
         result = self._vm["main"](*args)
         return tuple(r.numpy() for r in result)
 
+    def prepared_call(self, *inputs: Any) -> Callable[[], Any]:
+        """A call of the module's VM on `inputs` converted to device tensors once, returning
+        device tensors: what to time for kernels of microseconds (no conversion per call)."""
+        specs = self.signature["inputs"]
+        args = [tvm.runtime.tensor(np.asarray(_array(x), dtype=spec["dtype"]), self.device)
+                for spec, x in zip(specs, inputs, strict=True)]
+        main = self._vm["main"]
+        return lambda: main(*args)
+
     def _device_input(self, index: int, a: np.ndarray) -> Any:
         """`a` as the kernels' input: on the CPU, the array itself when TVM can take it (64-byte
         aligned, writable); else copied into a tensor kept for this input. Copying every call
@@ -89,7 +111,8 @@ class CompiledModule:
 
 
 def load_compiled(path: str | Path) -> CompiledModule:
-    """Load a library written by `CompiledModule.export`."""
+    """Load a library written by `CompiledModule.export`, by the target named in its JSON
+    (libraries written before targets were named there are CPU ones)."""
     path = Path(path)
     meta = path.with_suffix(".json")
     if not path.is_file() or not meta.is_file():
@@ -98,8 +121,12 @@ def load_compiled(path: str | Path) -> CompiledModule:
         signature = json.loads(meta.read_text())
     except json.JSONDecodeError as e:
         raise FileFormatError(f"{meta} is not valid JSON: {e}") from None
-    if signature.get("target") == "cuda":  # loaded by TVM at the first call, on a GPU host
-        from .cuda_module import load_cuda
+    target = get_target(signature.get("target", "cpu"))
+    if target.load is None:
+        raise FileFormatError(f"{path}: target {target.name!r} exports no libraries to load")
+    return target.load(path, signature)
 
-        return load_cuda(path, signature)
+
+def load_library(path: Path, signature: dict[str, Any]) -> CompiledModule:
+    """A library TVM's runtime loads here and runs on the CPU (the `cpu` target's `load`)."""
     return CompiledModule(tvm.runtime.load_module(str(path)), signature)

@@ -99,7 +99,9 @@ __all__ = [
 
 
 def compile(graph, target="cpu", **options):  # noqa: A001 - the public name users expect
-    """Compile a Graph with TVM; returns a module callable on numpy arrays / torch tensors."""
+    """Compile a Graph with TVM for `target` ("cpu", "cuda", "c": `smelt.targets()`); returns
+    a module callable on numpy arrays / torch tensors. Each target's options are in its
+    folder's target.py (backends/cpu/, backends/cuda/, backends/mcu/)."""
     from smelt.backends.compile import compile_graph
 
     return compile_graph(graph, target, **options)
@@ -112,14 +114,22 @@ def load_compiled(path):
     return _load(path)
 
 
-def to_relax(graph):
-    """The graph as a TVM Relax IRModule (function `main`)."""
-    from smelt.backends.relax_module import to_relax as _to_relax
+def to_relax(graph, target=None):
+    """The graph as a TVM Relax IRModule (function `main`): the generic, reference-exact
+    lowering any TVM pipeline builds, or with `target` that target's own entries."""
+    from smelt.backends.lowering import to_relax as _to_relax
 
-    return _to_relax(graph)
+    return _to_relax(graph, target)
 
 
-__all__ += ["compile", "load_compiled", "to_relax"]
+def targets():
+    """The names of the targets `smelt.compile` can build for."""
+    from smelt.backends.targets import target_names
+
+    return target_names()
+
+
+__all__ += ["compile", "load_compiled", "targets", "to_relax"]
 
 
 def backend(pipeline="canonicalize,fuse", target="cpu", **compile_options):

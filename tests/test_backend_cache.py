@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import smelt
-from smelt.backends.disk_cache import DiskCache, entry_key
+from smelt.backends.build_cache import DiskCache, entry_key
 
 
 def _graph(seed: int = 0):

@@ -12,13 +12,11 @@ import numpy as np
 import pytest
 
 import smelt
-from smelt.backends.relax_lowering import missing_lowerings
+from smelt.backends.lowering import missing_lowerings
 from smelt.zoo import ZOO
 
 
 def test_every_op_has_a_lowering() -> None:
-    import smelt.backends.relax_module  # noqa: F401  (registers the fused and quant lowerings)
-
     assert missing_lowerings() == []
 
 

@@ -10,7 +10,6 @@ the output's scale, the CPU backend's budget.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import struct
@@ -21,21 +20,22 @@ import numpy as np
 import pytest
 
 import smelt
-from smelt.backends import cuda_target
-from smelt.backends.cuda_module import CudaModule, swap_cuda_record
-from smelt.backends.cuda_pipeline import UnscheduledKernelError, lower_to_kernels, schedule_cuda
-from smelt.backends.cuda_target import NoCUDADeviceError, has_cuda_device
-from smelt.backends.relax_module import to_relax
+from smelt.backends import build_cache
+from smelt.backends.cuda import toolchain
+from smelt.backends.cuda.module import CudaModule, swap_cuda_record
+from smelt.backends.cuda.pipeline import UnscheduledKernelError, schedule_cuda
+from smelt.backends.cuda.toolchain import NoCUDADeviceError, has_cuda_device
+from smelt.backends.lowering import to_relax
+from smelt.backends.relax_pipeline import fuse_kernels
 from smelt.backends.targets import TargetError
 from smelt.ir.errors import FileFormatError
 from smelt.rewrite import Pipeline
 from smelt.zoo import ZOO
 
-ROOT = Path(__file__).resolve().parent.parent
 FATBIN_MAGIC = struct.pack("<I", 0xBA55ED50)
 RULES = {"Matmul", "GEMV", "Reduction", "GeneralReduction", "Fallback"}
 needs_nvcc = pytest.mark.skipif(
-    not any(shutil.which(c) for c in ("nvcc", *cuda_target.NVCC_FALLBACKS)),
+    not any(shutil.which(c) for c in ("nvcc", *toolchain.NVCC_FALLBACKS)),
     reason="no nvcc on this machine")
 
 
@@ -96,13 +96,11 @@ def test_load_compiled_cuda_library_without_device(tmp_path: Path) -> None:
 @needs_nvcc
 def test_disk_cache_keeps_cuda_libraries(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from smelt.backends import compile as compile_mod
-
     g = _graph("tiny_acts")
-    monkeypatch.setattr(compile_mod, "_CACHE", {})  # an earlier test's build is not stored
+    monkeypatch.setattr(build_cache, "MEMORY", {})  # an earlier test's build is not stored
     built = smelt.compile(g, "cuda", cache_dir=tmp_path)
     assert built.cache == "built"
-    monkeypatch.setattr(compile_mod, "_CACHE", {})  # as a new process would start
+    monkeypatch.setattr(build_cache, "MEMORY", {})  # as a new process would start
     again = smelt.compile(g, "cuda", cache_dir=tmp_path)
     assert again.cache == "disk" and again.cuda_kernels == built.cuda_kernels
 
@@ -120,8 +118,8 @@ def test_bad_targets_raise_typed_errors() -> None:
 
 def test_missing_nvcc_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     g = _graph("tiny_acts")
-    monkeypatch.setattr(cuda_target.shutil, "which", lambda _name: None)
-    with pytest.raises(cuda_target.NvccNotFoundError, match="Install the CUDA toolkit"):
+    monkeypatch.setattr(toolchain.shutil, "which", lambda _name: None)
+    with pytest.raises(toolchain.NvccNotFoundError, match="Install the CUDA toolkit"):
         smelt.compile(g, "cuda")
 
 
@@ -130,7 +128,7 @@ def test_unscheduled_kernel_is_named() -> None:
 
     tgt = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
     with tgt:
-        mod = lower_to_kernels()(to_relax(_graph("tiny_acts")))
+        mod = fuse_kernels()(to_relax(_graph("tiny_acts"), "cuda"))
         with pytest.raises(UnscheduledKernelError, match="no GPU schedule rule accepts kernel"):
             schedule_cuda(mod, tgt, rules=())
         _, used = schedule_cuda(mod, tgt)
@@ -158,17 +156,10 @@ def test_swap_cuda_record_rewrites_only_the_cuda_module() -> None:
         swap_cuda_record(struct.pack("<Q", 3) + b"abc", src, fat)
 
 
-def _gpu_latency():
-    spec = importlib.util.spec_from_file_location("gpu_latency",
-                                                  ROOT / "benchmarks" / "gpu_latency.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @needs_nvcc
 def test_gpu_latency_dry_run_checks_artifacts(tmp_path: Path) -> None:
-    bench = _gpu_latency()
+    from benchmarks import gpu_latency as bench
+
     arts, out = tmp_path / "arts", tmp_path / "res" / "gpu.json"
     assert bench.main(["--prepare", str(arts), "--models", "tiny_acts"]) == 0
     assert bench.main(["--artifacts", str(arts), "--dry-run", "--out", str(out)]) == 0

@@ -44,8 +44,8 @@ from test_ops_reference import (
 )
 
 import smelt
-from smelt.backends.relax_lowering import BOOL_OPERANDS, NARROW_INTS
-from smelt.backends.relax_module import LoweringError
+from smelt.backends.lowering import LoweringError
+from smelt.backends.lowering.ops import BOOL_OPERANDS, NARROW_INTS
 from smelt.ir import OPS, Graph, Node, TupleType
 from smelt.ir.types import dtype_of_array, numpy_dtype
 from smelt.rewrite import strategies as sst

@@ -40,17 +40,12 @@ def test_every_zoo_kernel_is_scheduled(name: str) -> None:
 
 def test_unscheduled_kernel_is_reported() -> None:
     """The check above can fail: a module built without smelt's schedules reports None."""
-    import tvm
-
-    from smelt.backends.cpu.pipeline import lower_to_kernels
-    from smelt.backends.relax_module import to_relax
+    from smelt.backends.cpu.build import fused_kernels
     from smelt.backends.targets import make_target
 
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU()).eval()
     graph = smelt.trace(model, (torch.randn(2, 8),))
-    target = make_target("cpu")
-    with target, tvm.transform.PassContext(opt_level=3):
-        mod = lower_to_kernels(target)(to_relax(graph))
+    mod = fused_kernels(graph, make_target("cpu"))
     rules = kernel_rules(mod)
     assert rules and all(r is None for r in rules.values())
 

@@ -17,18 +17,16 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
 
 import smelt
-from smelt.backends.compile import _copy
-from smelt.backends.cpu.pipeline import lower_to_kernels
+from smelt.backends.cpu.build import copy_module, fused_kernels
 from smelt.backends.cpu.schedule import kernel_rules, schedule_cpu
-from smelt.backends.relax_module import to_relax
-from smelt.backends.targets import make_target
-from smelt.backends.tuning import (
+from smelt.backends.cpu.tuning import (
     TUNED_RULE,
     TuningError,
     database_dir,
     default_tuning_dir,
     tune_kernels,
 )
+from smelt.backends.targets import make_target
 
 TRIALS = 4
 
@@ -98,9 +96,9 @@ class _NoCompiler(PyBuilder):
 def test_kernel_that_fails_to_tune_keeps_smelts_schedule(tmp_path) -> None:
     graph, _ = _dense_graph(2)
     target = make_target("cpu")
+    unscheduled = fused_kernels(graph, target)
     with target, tvm.transform.PassContext(opt_level=3):
-        unscheduled = lower_to_kernels(target)(to_relax(graph))
-        scheduled = schedule_cpu(_copy(unscheduled))
+        scheduled = schedule_cpu(copy_module(unscheduled))
     out, report = tune_kernels(unscheduled, scheduled, target, TRIALS, tmp_path,
                                progress=False, builder=_NoCompiler())
     (entry,) = report.values()

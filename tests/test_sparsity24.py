@@ -16,9 +16,8 @@ from tvm import relax
 from tvm.ir.expr import Constant
 
 import smelt
-from smelt.backends.cpu.pipeline import lower_to_kernels
+from smelt.backends.cpu.build import fused_kernels
 from smelt.backends.interop import to_torch, with_weights
-from smelt.backends.relax_module import to_relax
 from smelt.backends.targets import make_target
 from smelt.ir import Graph, Node, TypeInferenceError, interpret
 from smelt.ir.ops.sparse import is_24_sparse, meta_bytes, pack_24, unpack_24
@@ -227,9 +226,7 @@ def test_compiled_module_binds_the_compressed_weight_not_a_dense_one():
     n, k = 48, 64
     w = mask_24(rng.standard_normal((n, k)).astype(np.float32))
     packed = rewrite(_linear(w, (16,), False), PACK_24).graph
-    target = make_target("cpu")
-    with target:
-        mod = lower_to_kernels(target)(to_relax(packed))
+    mod = fused_kernels(packed, make_target("cpu"))
     shapes = []
 
     def visit(expr):

@@ -17,11 +17,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-
-def nibble(byte: tirx.PrimExpr, h: tirx.PrimExpr) -> tirx.PrimExpr:
-    """The signed 4-bit value in nibble h (0 low, 1 high) of a uint8, as int32."""
-    v = (tirx.Cast("int32", byte) >> (h * 4)) & 15
-    return (v ^ 8) - 8
+from ..lowering.packed import nibble
 
 
 def dense_w4(a: te.Tensor, wp: te.Tensor, sp: te.Tensor, group: int, out_dtype: str

@@ -3,16 +3,8 @@
 All contractions multiply uint8 activations by int8 weights into int32, the operand types of
 `vpdpbusd` (vnni.py); schedules (sched_int8.py) find each anchor block by its name.
 
-Zero points. With the weight's zero point 0 (symmetric weights) and x_zp the activation's:
-
-    sum_k (x_k - x_zp) w_k = sum_k x_k w_k - x_zp * sum_k w_k
-
-so a kernel runs on the raw uint8 x and the lowering folds -x_zp * sum_k w[o, k] (a constant
-per output channel) into the int32 bias, which the epilogue adds. Spatial padding must then
-be x_zp itself (a real zero), never 0. Signed (int8) activations become uint8 by the +128
-trick: x + 128 in [0, 255] with zero point x_zp + 128, the same real values. All int32
-arithmetic wraps, so the result is exact whenever the exact one fits int32 (the reference
-raises otherwise).
+Zero points: the kernels run on the raw uint8 x, the zero point folded into the bias, and
+int8 activations read as uint8 by the +128 trick (lowering/int8_sums.py derives both).
 
 Layouts (L = 16, 8 or 4 lanes: one `vpdpbusd` of a zmm, ymm or xmm register):
 - `smelt_qdense`: C[..., n] = sum_k X[..., k] * Wp[n // L, k // 4, n % L, k % 4], the weight
@@ -57,9 +49,10 @@ from __future__ import annotations
 import numpy as np
 from tvm import te, tirx
 
+from ..lowering.int8_sums import as_uint8
+
 CHANNEL_GROUP = 4  # bytes one vpdpbusd lane sums
 WINDOW_ATTR = "smelt.window_steps"  # (sh, dh, sw, dw) of smelt_qdwconv4, for its schedule
-PAD_ATTR = "smelt.pad_of"  # (top, left, value) of a pure pad copy, for pad_in_producer.py
 
 
 def round_up(n: int, m: int) -> int:
@@ -123,21 +116,7 @@ def pack_conv_weight_blocked(w: np.ndarray, lanes: int) -> np.ndarray:
     return np.ascontiguousarray(blocks.transpose(0, 2, 4, 5, 1, 3))
 
 
-def folded_bias(w: np.ndarray, bias: np.ndarray | None, x_zp: int) -> np.ndarray:
-    """bias[o] - x_zp * sum_k w[o, k] as int32 (wrapping, as the kernels' int32 sums do)."""
-    sums = w.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1)
-    b = np.zeros(w.shape[0], np.int64) if bias is None else bias.astype(np.int64)
-    return (b - np.int64(x_zp) * sums).astype(np.int32)
-
-
 # -- activation stages ---------------------------------------------------------------------
-def as_uint8(v: tirx.PrimExpr, dtype: str) -> tirx.PrimExpr:
-    """An int8 or uint8 value (of `dtype`) as uint8: int8 gets +128 (x ^ 0x80)."""
-    if dtype == "uint8":
-        return v
-    return (v.astype("int32") + 128).astype("uint8")
-
-
 def pad_k(x: te.Tensor, k_padded: int) -> te.Tensor:
     """X[..., K] (uint8 or int8) -> uint8 X[..., K'], zero-extended to K' >= K."""
     k = int(x.shape[-1])
@@ -183,24 +162,6 @@ def pack_conv_input(x: te.Tensor, pads: tuple[int, int, int, int], zp: int,
         return word
 
     return te.compute((n, cb, h + t + bot, stride_w, cols), body, name="smelt_i8pack")
-
-
-def pad_nchw(x: te.Tensor, pads: tuple[int, int, int, int], zp: int,
-             slack: tuple[int, int] = (0, 0)) -> te.Tensor:
-    """NCHW (uint8 or int8) -> uint8 NCHW padded with x_zp (the uint8 zero point), plus
-    `slack` (rows, columns) more of it below and to the right."""
-    n, c, h, w = (int(d) for d in x.shape)
-    t, left, bot, right = pads
-    pad = tirx.const(zp, "uint8")
-
-    def body(b, ch, y, z):
-        inside = tirx.all(y >= t, y < h + t, z >= left, z < w + left)
-        v = x[b, ch, tirx.min(tirx.max(y - t, 0), h - 1), tirx.min(tirx.max(z - left, 0), w - 1)]
-        return tirx.if_then_else(inside, as_uint8(v, x.dtype), pad)
-
-    shape = (n, c, h + t + bot + slack[0], w + left + right + slack[1])
-    attrs = {PAD_ATTR: [t, left, zp]} if x.dtype == "uint8" else {}  # a pure copy
-    return te.compute(shape, body, name="smelt_i8pad", attrs=attrs)
 
 
 def window_slack(pads, in_hw, out_hw, stride, dilation, lanes: int) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """The producer of a padded int8 activation writes it padded: the pad copy disappears.
 
-A depthwise int8 conv reads its input padded with the zero point (`int8_kernels.pad_nchw`,
+A depthwise int8 conv reads its input padded with the zero point (`lowering/int8_sums.pad_nchw`,
 plus slack rows and columns for its 4-tap windows), so its lowering emits a pad kernel: a
 full copy of the activation, 17 of them in MobileNetV2 (9% of its int8 run time, measured).
 After scheduling, this pass rewrites each pair
@@ -30,7 +30,7 @@ from collections import Counter
 import tvm
 from tvm import relax, s_tir, tirx
 
-from .int8_kernels import PAD_ATTR
+from ..lowering.int8_sums import PAD_ATTR
 from .sched_util import PARALLEL_MIN_ELEMS, all_blocks
 
 CALL_TIR = tvm.ir.Op.get("relax.call_tir")

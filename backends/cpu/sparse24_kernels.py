@@ -19,16 +19,9 @@ The contraction takes the activation, so its compressed operands stay compressed
 
 from __future__ import annotations
 
-from tvm import te, tirx
+from tvm import te
 
-I32 = "int32"
-
-
-def slot_column(meta: te.Tensor, n, r) -> tirx.PrimExpr:
-    """Dense column of slot r of row n: 4 (r // 2) + its 2-bit position."""
-    byte = tirx.Cast(I32, meta[n, r // 4])
-    pos = tirx.bitwise_and(tirx.shift_right(byte, (r % 4) * 2), tirx.const(3, I32))
-    return (r // 2) * 4 + pos
+from ..lowering.packed import slot_column
 
 
 def linear24(x: te.Tensor, values: te.Tensor, meta: te.Tensor) -> te.Tensor:

@@ -1,10 +1,10 @@
-"""The graph's kernels as C: smelt's Relax lowering, TVM's legalization and fusion, then TVM's
-C code generator on every TIR function.
+"""The graph's kernels as C: smelt's Relax lowering for the `c` target, TVM's legalization and
+fusion, then TVM's C code generator on every TIR function.
 
-- Requantize lowers to its integer forms only (`quant_lowering.integer_only`): an integer
-  graph then has no float arithmetic, and the C generator has no `llvm.lrint` anyway.
-- int8 convolutions and linears run on plain layouts (`quant_lowering.plain_int8`): no
-  activation packed into 4-channel words (a second arena copy), no lanes padded.
+- The lowering is the generic one (backends/lowering/) plus this target's entries
+  (lowering.py): requantize keeps its integer forms (an integer graph has no float
+  arithmetic), and int8 convolutions and linears run on plain layouts (no activation packed
+  into 4-channel words, a second arena copy; no lanes padded).
 - TVM's own legalization (not smelt's x86-packed CPU kernels); the kernels stay plain loops,
   which is what a C compiler for a single-issue core wants, except that `schedule_c` moves
   each reduction's epilogue under its spatial loops, so a fused kernel's int32 accumulator
@@ -20,7 +20,6 @@ C code generator on every TIR function.
 from __future__ import annotations
 
 import re
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import tvm
@@ -28,9 +27,9 @@ from tvm import relax, tirx
 
 from smelt.ir.graph import Graph
 
-from ..cpu.pipeline import lower_to_kernels
-from ..quant_lowering import integer_only, plain_int8
-from ..relax_module import to_relax
+from ..lowering import to_relax
+from ..relax_pipeline import fuse_kernels
+from . import lowering  # noqa: F401  (the C target's entries)
 from .memory_plan import align_up
 from .schedule_c import schedule_kernels
 
@@ -52,24 +51,19 @@ def c_target() -> tvm.target.Target:
     return tvm.target.Target({"kind": "c"})
 
 
-def fused_kernels(graph: Graph, plain: bool = True) -> tvm.IRModule:
-    """`graph` lowered as the C target lowers it: integer-only requantize, plain int8 layouts
-    (unless `plain=False`), legalized and fused into (unscheduled) TIR kernels, the Relax
-    main a sequence of calls to them."""
-    with integer_only(), plain_int8() if plain else nullcontext():
-        mod = to_relax(graph)
-    target = c_target()
-    with tvm.transform.PassContext(opt_level=3), target:
-        mod = lower_to_kernels(target, legalize=None)(mod)
+def fused_kernels(graph: Graph) -> tvm.IRModule:
+    """`graph` lowered for the C target (integer-only requantize, plain int8 layouts),
+    legalized and fused into (unscheduled) TIR kernels, the Relax main a sequence of calls
+    to them."""
+    with tvm.transform.PassContext(opt_level=3), c_target():
+        mod = fuse_kernels()(to_relax(graph, "c"))
         mod = relax.transform.RewriteDataflowReshape()(mod)
         return relax.transform.DeadCodeElimination()(mod)
 
 
-def lower_graph(graph: Graph, checks: bool = False, schedule: bool = True,
-                plain: bool = True) -> Kernels:
-    """The kernels of `graph` as C. To compare against: `schedule=False` skips `schedule_c`,
-    `plain=False` keeps the int8 fast path's x86 layouts (packed inputs, padded lanes)."""
-    mod = fused_kernels(graph, plain)
+def lower_graph(graph: Graph, checks: bool = False, schedule: bool = True) -> Kernels:
+    """The kernels of `graph` as C. To compare against: `schedule=False` skips `schedule_c`."""
+    mod = fused_kernels(graph)
     funcs = {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tirx.PrimFunc)}
     elementwise = frozenset(name for name, f in funcs.items()
                             if f.attrs is not None and "op_pattern" in f.attrs

@@ -23,6 +23,8 @@ import numpy as np
 from smelt.ir.errors import InterpretError
 from smelt.ir.graph import Graph
 
+from ..build_cache import graph_key
+from ..targets import check_options
 from .aot import CallSequence, call_sequence
 from .boards import Board, get_board
 from .build import Sizes, build, sizes
@@ -31,6 +33,7 @@ from .kernels_c import lower_graph
 from .memory_plan import MemoryPlan, plan_memory
 from .run import run
 
+OPTIONS = ("board", "out_dir")
 STACK_KIND = "estimate: gcc -fstack-usage, deepest kernel + its call chain"
 _CACHE: dict[tuple, CModule] = {}
 
@@ -104,13 +107,9 @@ class CModule:
 
 
 def compile_c(graph: Graph, board: str | None = None, out_dir: str | Path | None = None,
-              **options: Any) -> CModule:
+              **unknown: Any) -> CModule:
     """Generate, build and measure the C project of `graph` for `board`."""
-    from smelt.backends.compile import graph_key
-    from smelt.backends.targets import TargetError
-
-    if options:
-        raise TargetError(f"target 'c' takes board= and out_dir=, not {', '.join(options)}")
+    check_options("c", unknown, OPTIONS)
     spec = get_board(board)
     key = (graph_key(graph), spec.name, str(out_dir))
     if key in _CACHE and _CACHE[key].project.is_dir():

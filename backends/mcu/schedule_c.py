@@ -22,8 +22,6 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
-from ..cpu.sched_util import iter_kinds
-
 SCHEDULE_ATTR = "smelt.schedule_c"
 
 
@@ -31,15 +29,20 @@ def _block_names(sch: s_tir.Schedule) -> list[str]:
     return [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
 
 
+def _iter_kinds(sch: s_tir.Schedule, blk) -> list[str]:
+    """'S' (spatial) or 'R' (reduction, or anything else) per block iterator."""
+    return ["S" if iv.iter_type == tirx.IterVar.DataPar else "R" for iv in sch.get(blk).iter_vars]
+
+
 def _is_reduction(sch: s_tir.Schedule, blk) -> bool:
-    return "R" in iter_kinds(sch, blk)
+    return "R" in _iter_kinds(sch, blk)
 
 
 def _spatial_loops(sch: s_tir.Schedule, blk) -> list:
     """The loops over the block's leading spatial iterators (unscheduled kernels bind one
     loop per iterator, in order); [] if the nest is not of that form."""
     loops = sch.get_loops(blk)
-    kinds = iter_kinds(sch, blk)
+    kinds = _iter_kinds(sch, blk)
     if len(loops) != len(kinds):
         return []
     n = next((i for i, kind in enumerate(kinds) if kind == "R"), len(kinds))

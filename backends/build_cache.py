@@ -1,4 +1,12 @@
-"""The on-disk compile cache: a compiled module is stored as the shared library and JSON that
+"""Builds kept for reuse, in memory for the process and on disk across processes.
+
+`cached_build(graph, target, options, build, cache_dir)` is what a target's compile calls:
+it returns the module built before for the same graph (content hash), TVM target and
+options, from memory, else from disk where `cache_dir` is given (a directory, or True for
+the per-user cache), else builds it, and records where it came from in `module.cache`
+("built", "memory" or "disk").
+
+On disk a compiled module is stored as the shared library and JSON that
 `CompiledModule.export` writes, under a key made of the graph's content hash, the target, the
 compile options, and the versions of everything that shapes the code (smelt's backend
 sources, TVM). A later process compiling the same graph for the same target loads the
@@ -14,11 +22,17 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from smelt.ir.graph import Graph
+
 from .compiled import CompiledModule, load_compiled
+
+#: entry key -> module, for this process
+MEMORY: dict[str, CompiledModule] = {}
 
 
 def default_cache_dir() -> Path:
@@ -76,3 +90,38 @@ class DiskCache:
     def _remove(self, key: str) -> None:
         for p in (self.path(key), self.path(key).with_suffix(".json")):
             p.unlink(missing_ok=True)
+
+
+def graph_key(graph: Graph) -> str:
+    """A hash of the graph's inputs (names, types) and outputs (content): equal graphs, equal
+    keys, whatever their node identities."""
+    h = hashlib.sha256()
+    for x in graph.inputs:
+        h.update(f"{x.attrs['name']}:{x.type}".encode())
+    for o in graph.outputs:
+        h.update(o.content_hash.encode())
+    return h.hexdigest()
+
+
+def cached_build(graph: Graph, target: Any, options: dict[str, Any],
+                 build: Callable[[], CompiledModule],
+                 cache_dir: str | Path | bool | None = None) -> CompiledModule:
+    """The module for (graph, target, options): from memory, from disk, or `build()`."""
+    key = entry_key(graph_key(graph), str(target), options)
+    if key in MEMORY:
+        MEMORY[key].cache = "memory"
+        return MEMORY[key]
+    disk = None if cache_dir is None or cache_dir is False else DiskCache(
+        None if cache_dir is True else cache_dir)
+    if disk is not None:
+        module, _why = disk.load(key)
+        if module is not None:
+            module.cache = "disk"
+            MEMORY[key] = module
+            return module
+    module = build()
+    module.cache = "built"
+    if disk is not None:
+        disk.store(key, module)
+    MEMORY[key] = module
+    return module

@@ -1,12 +1,12 @@
-"""smelt ops -> TVM Relax, one table keyed by op name.
+"""The generic lowering of smelt's float, integer and data-movement ops to TVM Relax.
 
-Each entry takes the BlockBuilder, the node, and its operands already lowered to Relax
-expressions, and returns a Relax expression (emitted by the caller). Every op in the op table
-must have an entry; `missing_lowerings()` lists any that do not (a test keeps it empty).
-Where TVM's own op disagrees with the reference interpreter, the entry emits a hand-written
-kernel from relax_kernels.py instead (that module lists what TVM gets wrong). Relax itself
-also needs care: its split rejects an empty part, its pad calls edge mode "replicate",
-negative takes no unsigned type, and a zero-size constant does not serialize.
+Each entry (registry.py) takes the BlockBuilder, the node, and its operands already lowered
+to Relax expressions, and returns a Relax expression. These entries serve every target and
+are reference-exact: where TVM's own op disagrees with the reference interpreter, the entry
+emits a hand-written kernel from te_kernels.py instead (that module lists what TVM gets
+wrong). Relax itself also needs care: its split rejects an empty part, its pad calls edge
+mode "replicate", negative takes no unsigned type, and a zero-size constant does not
+serialize.
 """
 
 from __future__ import annotations
@@ -18,32 +18,15 @@ import numpy as np
 from tvm import relax
 
 from smelt.ir.node import Node
-from smelt.ir.op_table import OPS
 from smelt.ir.ops.nn import _pads
 from smelt.ir.ops.pool import _pool_params
 from smelt.ir.ops.shape import slice_bounds
 from smelt.ir.types import is_float, numpy_dtype
 
-from . import relax_kernels as K
+from . import te_kernels as K
+from .registry import Lower, lowering, lowers, register
 
 R = relax.op
-Lower = Callable[[relax.BlockBuilder, Node, list[Any]], Any]
-LOWERING: dict[str, Lower] = {}
-
-
-def lowers(*names: str) -> Callable[[Lower], Lower]:
-    def wrap(fn: Lower) -> Lower:
-        for n in names:
-            LOWERING[n] = fn
-        return fn
-
-    return wrap
-
-
-def missing_lowerings() -> list[str]:
-    from . import relax_module  # noqa: F401  (imports the modules that add fused and quantized ops)
-
-    return sorted(set(OPS) - set(LOWERING) - {"input"})
 
 
 def scalar(value: float, node: Node) -> relax.Constant:
@@ -56,7 +39,7 @@ def scalar(value: float, node: Node) -> relax.Constant:
 
 
 def _simple(name: str, fn: Callable[..., Any]) -> None:
-    LOWERING[name] = lambda bb, n, xs: fn(*xs)
+    register(name, lambda bb, n, xs: fn(*xs))
 
 
 for _name, _fn in {
@@ -118,7 +101,7 @@ def _not_equal(bb, n: Node, xs):
 for _name, _fn in {"maximum": K.maximum, "minimum": K.minimum, "relu": K.relu,
                    "relu6": K.relu6, "hardsigmoid": K.hardsigmoid, "hardswish": K.hardswish,
                    "tanh": K.tanh}.items():
-    LOWERING[_name] = lambda bb, n, xs, _fn=_fn: _pointwise(bb, n, xs, _fn)
+    register(_name, lambda bb, n, xs, _fn=_fn: _pointwise(bb, n, xs, _fn))
 
 
 @lowers("clamp")
@@ -285,8 +268,8 @@ def _reduction(fn):
     return lower
 
 
-LOWERING["reduce_sum"] = _reduction(R.sum)
-LOWERING["reduce_mean"] = _reduction(R.mean)
+register("reduce_sum", _reduction(R.sum))
+register("reduce_mean", _reduction(R.mean))
 
 
 @lowers("reduce_max", "reduce_min")
@@ -372,4 +355,4 @@ def _pad(bb, n, xs):
 
 
 for _name in BOOL_OPERANDS:
-    LOWERING[_name] = _bools_as_uint8(LOWERING[_name])
+    register(_name, _bools_as_uint8(lowering(_name)))

@@ -43,7 +43,7 @@ from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from smelt.ir.errors import SmeltError
 
-from .cpu.schedule import SCHEDULE_ATTR
+from .schedule import SCHEDULE_ATTR
 
 #: the rules whose kernels are worth tuning (smelt's register-tile contraction rules)
 CONTRACTION_RULES = frozenset({"dense", "matmul", "conv2d", "depthwise", "grouped-conv"})

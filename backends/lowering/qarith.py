@@ -15,8 +15,8 @@ from smelt.ir.ops.common import prod
 from smelt.ir.ops.qarith import rescale_plan
 from smelt.ir.ops.quant import clamp_bounds
 
-from . import relax_kernels as K
-from .relax_lowering import lowers
+from . import te_kernels as K
+from .registry import lowers
 
 I64 = "int64"
 

@@ -1,17 +1,18 @@
 """The Relax pipeline smelt compiles CUDA modules with, ending in an nvcc fatbin.
 
-Same structure as the CPU pipeline (cpu/pipeline.py), with TVM's CUDA passes in it:
-1. `lower_to_kernels`: TVM's default legalization (smelt's CPU kernels pack weights for AVX-512
-   and do not apply), constant folding, operator fusion -> one PrimFunc per fused kernel.
+The shared Relax stages (backends/relax_pipeline.py) around GPU scheduling:
+1. `to_relax(graph, "cuda")` (the generic entries: the CPU's packed kernels are for AVX-512),
+   then `fuse_kernels()`: TVM's default legalization, constant folding, operator fusion ->
+   one PrimFunc per fused kernel.
 2. `schedule_cuda`: each kernel gets the first GPU schedule rule that accepts it, in the order
    of `GPU_RULES` (dlight: Matmul, GEMV, Reduction, GeneralReduction, then Fallback, which
    binds any loop nest to blocks and threads). The rule is recorded per kernel. A kernel no
    rule accepts would build into a CUDA function with unbound threads, which TVM rejects with
    a message about memory access; we raise `UnscheduledKernelError` naming it instead.
-3. `finish`: TVM's CUDA finalization (memory planning, CUDA graph rewrite, VM lowering).
+3. `finish_for_vm(cuda_graph=True)`: memory planning, CUDA graph rewrite, VM lowering.
 4. `tvm.compile` generates CUDA C. This TVM build has no CUDA runtime, so it keeps the source
    in a placeholder module; `build_fatbin` compiles that source with nvcc, here, into a fatbin
-   for the target's arch (SASS + PTX). cuda_module.py puts the fatbin into exported libraries.
+   for the target's arch (SASS + PTX). module.py puts the fatbin into exported libraries.
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ from tvm.s_tir import dlight as dl
 
 from smelt.ir.errors import SmeltError
 
-from .cpu.pipeline import finish
-from .cpu.pipeline import lower_to_kernels as cpu_lower_to_kernels
-from .cuda_target import CUDABuildError
+from ..relax_pipeline import finish_for_vm, fuse_kernels
+from .toolchain import CUDABuildError
 
 #: tried in order, first accepting rule wins; Fallback accepts any elementwise/injective nest
 GPU_RULES = (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
@@ -58,12 +58,6 @@ class CudaBuild:
     kernels: dict[str, str] = field(default_factory=dict)  # PrimFunc -> schedule rule
     cuda_kernels: list[str] = field(default_factory=list)  # __global__ names in the fatbin
     nvcc_seconds: float = 0.0
-
-
-def lower_to_kernels() -> tvm.transform.Pass:
-    """Relax module -> fused kernels legalized by TVM (the CPU pipeline's first stage without
-    smelt's AVX-512 weight packing)."""
-    return cpu_lower_to_kernels(legalize=None)
 
 
 def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target,
@@ -94,7 +88,7 @@ def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target,
             raise UnscheduledKernelError(
                 f"no GPU schedule rule accepts kernel {name} (tried "
                 f"{', '.join(type(r).__name__ for r in rules)}); it would run on unbound "
-                f"threads. Add a rule to GPU_RULES in backends/cuda_pipeline.py.\n{func}")
+                f"threads. Add a rule to GPU_RULES in backends/cuda/pipeline.py.\n{func}")
     for gv, func in updates.items():
         mod[gv] = func
     return mod, used
@@ -103,9 +97,10 @@ def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target,
 def build_cuda(mod: tvm.IRModule, target: tvm.target.Target, nvcc: Path) -> CudaBuild:
     """A Relax module (from `to_relax`) -> VM executable + fatbin built with `nvcc`."""
     with tvm.transform.PassContext(opt_level=3), target:
-        mod = lower_to_kernels()(mod)
+        mod = fuse_kernels()(mod)
         mod, kernels = schedule_cuda(mod, target)
-        executable = tvm.compile(finish(target)(mod), target, relax_pipeline=None)
+        executable = tvm.compile(finish_for_vm(cuda_graph=True)(mod), target,
+                                 relax_pipeline=None)
     source = cuda_source(executable.mod)
     arch = str(target.attrs["arch"])
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The CUDA target: which GPU architecture to build for, and the nvcc that builds it.
+"""The CUDA toolchain: which GPU architecture to build for, and the nvcc that builds it.
 
 `smelt.compile(graph, "cuda", arch="sm_90")` generates CUDA C with TVM and compiles it here,
 ahead of time, with nvcc into a fatbin (SASS for `arch` plus its PTX, so newer GPUs can JIT
@@ -20,7 +20,7 @@ import tvm
 
 from smelt.ir.errors import SmeltError
 
-from .targets import TargetError
+from ..targets import TargetError
 
 #: where nvcc is looked for when it is not on PATH (the CUDA toolkit's default prefix)
 NVCC_FALLBACKS = ("/usr/local/cuda/bin/nvcc",)

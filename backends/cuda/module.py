@@ -5,7 +5,7 @@ returns is a placeholder that keeps the generated CUDA C, and a library exported
 would make the GPU host compile that source at load time. `export` therefore packs the
 library itself: it serializes the module tree as TVM does (`ModulePackImportsToC`), finds the
 CUDA module's record, and rewrites it the way TVM's CUDA module saves itself, with format
-"fatbin" and the fatbin nvcc built (cuda_pipeline.py) in place of the source. The record is
+"fatbin" and the fatbin nvcc built (pipeline.py) in place of the source. The record is
 `str fmt, map<str, FunctionInfo> fmap, str data` (strings as u64 length + bytes), preceded
 by its own u64 length, in a blob preceded by the blob's u64 length; the function table is
 kept byte for byte. On the GPU host `ffi.Module.load_from_bytes.cuda` reads it and calls
@@ -34,11 +34,10 @@ from tvm.runtime import _ffi_api
 from smelt.ir.errors import FileFormatError
 from smelt.ir.graph import Graph
 
-from .compiled import CompiledModule
-from .cuda_pipeline import CudaBuild, build_cuda
-from .cuda_target import find_nvcc, has_cuda_device, no_device_error
-from .relax_module import to_relax
-from .targets import TargetError
+from ..compiled import CompiledModule, graph_signature
+from ..lowering import to_relax
+from .pipeline import CudaBuild, build_cuda
+from .toolchain import find_nvcc, has_cuda_device, no_device_error
 
 _ARRAY = re.compile(r"(const unsigned char \w+\[)(\d+)(\] = \{)(.*?)(\};)", re.DOTALL)
 
@@ -104,8 +103,8 @@ def _pack_with_fatbin(source: str, fatbin: bytes):
         text = str(_ffi_api.ModulePackImportsToC(mod, is_system_lib, prefix))
         m = _ARRAY.search(text)
         if m is None:
-            raise FileFormatError("TVM's packed-imports C has no byte array; this TVM "
-                                  "version packs libraries differently (update cuda_module.py)")
+            raise FileFormatError("TVM's packed-imports C has no byte array; this TVM version "
+                                  "packs libraries differently (update backends/cuda/module.py)")
         blob = bytes.fromhex(m.group(4).replace("0x", "").replace(",", ""))
         if source:
             blob = swap_cuda_record(blob, source.encode(), fatbin)
@@ -132,28 +131,22 @@ def swap_cuda_record(blob: bytes, source: bytes, fatbin: bytes) -> bytes:
     rec = at + len(head) + 8
     if total != len(blob) - 8 or at < 0:
         raise FileFormatError("TVM's library blob is not laid out as expected (no CUDA source "
-                              "record); cannot put the fatbin in. Update cuda_module.py.")
+                              "record); cannot put the fatbin in. Update backends/cuda/module.py.")
     (size,) = struct.unpack_from("<Q", blob, at + len(head))
     record = blob[rec:rec + size]
     if not record.endswith(_str(source)):
         raise FileFormatError("the CUDA record in TVM's library blob does not end with the "
-                              "kernel source; cannot put the fatbin in. Update cuda_module.py.")
+                              "kernel source; cannot put the fatbin in. Update "
+                              "backends/cuda/module.py.")
     fmap = record[len(head):len(record) - len(source) - 8]
     new = _str(b"fatbin") + fmap + _str(fatbin)
     payload = blob[8:at + len(head)] + struct.pack("<Q", len(new)) + new + blob[rec + size:]
     return struct.pack("<Q", len(payload)) + payload
 
 
-def build_module(graph: Graph, target: tvm.target.Target, schedule: bool,
-                 tune: int) -> CudaModule:
-    """`compile_graph`'s CUDA branch: Relax, GPU schedules, nvcc fatbin."""
-    from .compile import signature
-
-    if not schedule or tune:
-        raise TargetError("the CUDA target always schedules every kernel with GPU rules (an "
-                          "unscheduled kernel cannot run) and has no tuning yet: drop "
-                          "schedule=False / tune=")
-    build = build_cuda(to_relax(graph), target, find_nvcc())
-    meta = {**signature(graph), "target": "cuda", "arch": build.arch,
+def build_module(graph: Graph, target: tvm.target.Target) -> CudaModule:
+    """Relax for CUDA, GPU schedules, nvcc fatbin."""
+    build = build_cuda(to_relax(graph, "cuda"), target, find_nvcc())
+    meta = {**graph_signature(graph), "target": "cuda", "arch": build.arch,
             "nvcc_seconds": round(build.nvcc_seconds, 3)}
     return CudaModule(build, meta)

@@ -1,30 +1,27 @@
-"""A smelt Graph as a TVM Relax IRModule (one dataflow function, weights bound as constants)."""
+"""A smelt Graph as a TVM Relax IRModule (one dataflow function, weights bound as constants),
+lowered for one target: each node through `lowering(op, target)` (registry.py)."""
 
 from __future__ import annotations
 
 import tvm
 from tvm import relax
 
-from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
+from smelt.ir.ops.fused import ANCHOR
 from smelt.ir.types import TensorType
 
-from . import (
-    int4_lowering,  # noqa: F401  (linear_w4)
-    qarith_lowering,  # noqa: F401  (qadd, qmean)
-    quant_lowering,  # noqa: F401  (registers the quantized ops' lowerings)
-    sparse_lowering,  # noqa: F401  (linear24)
-)
-from .fused_lowering import LOWERING
+from ..targets import get_target
+from .fused import lower_unfused
+from .registry import LoweringError, lowering
 
 
-class LoweringError(SmeltError):
-    """An op has no lowering to Relax, or its lowering failed; names the node."""
-
-
-def to_relax(graph: Graph, func_name: str = "main") -> tvm.IRModule:
+def to_relax(graph: Graph, target: str | None = None, func_name: str = "main") -> tvm.IRModule:
     """Lower `graph` to an IRModule whose `func_name` takes the graph's inputs in order and
-    returns a tuple of its outputs."""
+    returns a tuple of its outputs. `target` (a registered target's name) picks that target's
+    own entries where it has them; None gives the generic, reference-exact lowering that any
+    TVM pipeline can build."""
+    if target is not None:
+        get_target(target)  # its entries register when its folder loads; unknown: TargetError
     bb = relax.BlockBuilder()
     params = [relax.Var(x.attrs["name"], relax.TensorType(x.shape, x.dtype))
               for x in graph.inputs]
@@ -34,12 +31,14 @@ def to_relax(graph: Graph, func_name: str = "main") -> tvm.IRModule:
             for n in graph.nodes():
                 if n.op == "input":
                     continue
-                lower = LOWERING.get(n.op)
-                if lower is None:
-                    raise LoweringError(f"op {n.op!r} has no Relax lowering; add one to "
-                                        "backends/relax_lowering.py")
                 try:
-                    expr = lower(bb, n, [env[id(x)] for x in n.inputs])
+                    operands = [env[id(x)] for x in n.inputs]
+                    if n.op in ANCHOR:
+                        expr = lower_unfused(bb, n, operands, target)
+                    else:
+                        expr = lowering(n.op, target)(bb, n, operands)
+                except LoweringError:
+                    raise
                 except Exception as e:  # TVM raises many kinds; name the node either way
                     raise LoweringError(f"lowering {n.op} ({n.type}) failed: {e}") from e
                 env[id(n)] = expr if n.op == "constant" else bb.emit(expr)

@@ -1,5 +1,5 @@
 """Hand-written TE kernels for the ops whose TVM lowering disagrees with the reference
-interpreter; relax_lowering.py emits them with `bb.call_te`.
+interpreter; the generic entries (ops.py, quant.py) emit them with `bb.call_te`.
 
 What TVM 0.27 gets wrong, measured against the interpreter (tests/test_backend_ops.py):
 - NaN: TIR's max/min compile to `a > b ? a : b`, which drops a NaN in `a` (maximum, relu,

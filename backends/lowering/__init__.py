@@ -1,0 +1,24 @@
+"""smelt ops -> TVM Relax: the lowering every target shares.
+
+`to_relax(graph, target)` lowers a graph node by node through the lowering table
+(registry.py), keyed by op and target: a target's own entry where it registered one (in its
+folder, backends/<target>/), else the generic entry of this folder, which is reference-exact
+for every target. Nothing here imports a target folder.
+
+    registry.py    the table: `lowers`, `lowering`, `missing_lowerings`
+    ops.py         float, integer and data-movement ops
+    te_kernels.py  hand-written TE kernels where TVM's op disagrees with the reference
+    quant.py       quantize, dequantize, requantize, integer contractions
+    qarith.py      qadd, qmean
+    int8_sums.py   the uint8 x int8 form of integer contractions the targets' kernels share
+    packed.py      linear_w4 and linear24 on their packed weights
+    fused.py       fused ops as their unfused chains
+    module.py      `to_relax`
+"""
+
+from . import ops, packed, qarith, quant  # noqa: F401  (register the generic entries)
+from .module import to_relax
+from .registry import LoweringError, lowering, lowers, missing_lowerings, target_entries
+
+__all__ = ["LoweringError", "lowering", "lowers", "missing_lowerings", "target_entries",
+           "to_relax"]
