@@ -22,7 +22,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from smelt.zoo import BasicBlock, ConvBNAct, InvertedResidual, LlamaBlock, _HFWrap, _seeded
+from smelt.zoo import BasicBlock, ConvBNAct, InvertedResidual, LlamaBlock, MainOutput, seeded
 
 # MobileNetV2 inverted-residual table: (expansion t, output channels c, repeats n, stride s).
 MOBILENET_V2_TABLE: tuple[tuple[int, int, int, int], ...] = (
@@ -101,7 +101,7 @@ def bert(hidden: int, layers: int, heads: int, intermediate: int, vocab: int,
     cfg = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
                      num_attention_heads=heads, intermediate_size=intermediate,
                      max_position_embeddings=max(512, seq), attn_implementation="eager")
-    return _HFWrap(BertModel(cfg, add_pooling_layer=False))
+    return MainOutput(BertModel(cfg, add_pooling_layer=False))
 
 
 @dataclass(frozen=True)
@@ -138,12 +138,12 @@ def _ids(seq: int, vocab: int) -> Callable[[], tuple[torch.Tensor, ...]]:
 def _full() -> list[BenchModel]:
     return [
         BenchModel("mobilenet_v2", "MobileNetV2 width 1.0, 1x3x160x160",
-                   _seeded(MobileNetV2), _image(160)),
-        BenchModel("resnet18", "ResNet-18, 1x3x128x128", _seeded(ResNet), _image(128)),
+                   seeded(MobileNetV2), _image(160)),
+        BenchModel("resnet18", "ResNet-18, 1x3x128x128", seeded(ResNet), _image(128)),
         BenchModel("bert", "BertModel hidden 256, 4 layers, 4 heads, ffn 1024, seq 128",
-                   _seeded(partial(bert, 256, 4, 4, 1024, 30522, 128)), _ids(128, 30522)),
+                   seeded(partial(bert, 256, 4, 4, 1024, 30522, 128)), _ids(128, 30522)),
         BenchModel("llama_block", "LlamaBlock dim 512, 8 heads, 4 kv heads, mlp 1376, seq 128",
-                   _seeded(partial(LlamaBlock, 512, 8, 4, 1376, 128)), _tokens(128, 512)),
+                   seeded(partial(LlamaBlock, 512, 8, 4, 1376, 128)), _tokens(128, 512)),
     ]
 
 
@@ -154,13 +154,13 @@ QUICK_RESNET = ((8, 1, 1), (16, 1, 2))
 def _quick() -> list[BenchModel]:
     return [
         BenchModel("mobilenet_v2", "MobileNetV2 layout, 3 stages, width 0.25, 1x3x32x32",
-                   _seeded(partial(MobileNetV2, 0.25, 10, QUICK_MOBILENET)), _image(32)),
+                   seeded(partial(MobileNetV2, 0.25, 10, QUICK_MOBILENET)), _image(32)),
         BenchModel("resnet18", "ResNet layout, 2 stages of 1 block (8, 16), 1x3x32x32",
-                   _seeded(partial(ResNet, QUICK_RESNET, 10)), _image(32)),
+                   seeded(partial(ResNet, QUICK_RESNET, 10)), _image(32)),
         BenchModel("bert", "BertModel hidden 32, 1 layer, 2 heads, ffn 64, seq 16",
-                   _seeded(partial(bert, 32, 1, 2, 64, 100, 16)), _ids(16, 100)),
+                   seeded(partial(bert, 32, 1, 2, 64, 100, 16)), _ids(16, 100)),
         BenchModel("llama_block", "LlamaBlock dim 32, 4 heads, 2 kv heads, mlp 64, seq 16",
-                   _seeded(partial(LlamaBlock, 32, 4, 2, 64, 16)), _tokens(16, 32)),
+                   seeded(partial(LlamaBlock, 32, 4, 2, 64, 16)), _tokens(16, 32)),
     ]
 
 

@@ -53,7 +53,6 @@ from benchmarks.harness import (
     set_threads,
     write_report,
 )
-from benchmarks.runtimes import vm_call
 
 RESULTS = results_path("int8_layers")
 MODELS = {"mobilenet_v2": (MobileNetV2, 160), "resnet18": (ResNet, 128)}
@@ -135,7 +134,7 @@ def smelt_runtime(layer: dict[str, Any], rng: np.random.Generator) -> dict[str, 
     module = smelt.compile(graph, "cpu")
     compile_s = time.perf_counter() - t0
     exact = bool(np.array_equal(module(x)[0], smelt.interpret(graph, x)[0]))
-    return {"call": vm_call(module, x), "compile_s": compile_s, "exact": exact,
+    return {"call": module.prepared_call(x), "compile_s": compile_s, "exact": exact,
             "kernels": module.kernels}
 
 

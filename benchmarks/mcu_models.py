@@ -129,12 +129,12 @@ def mcu_models(preset: str = "full", size: int | None = None) -> dict[str, McuMo
     size = size or (64 if preset == "full" else 32)
     models = [
         McuModel("mcunet_vww_int8", f"MCUNet-class VWW CNN, 2 classes, {size}x{size}, W8A8",
-                 zoo._seeded(MCUNetVWW), size),
+                 zoo.seeded(MCUNetVWW), size),
         McuModel("residual_cnn_int8", "zoo residual_cnn, 32x32, W8A8",
-                 zoo._seeded(zoo.ResidualCNN), 32),
+                 zoo.seeded(zoo.ResidualCNN), 32),
         McuModel("mobilenet_v2_int8", "zoo mobilenet_v2 (width 16), 32x32, W8A8",
-                 zoo._seeded(zoo.MobileNetV2ish), 32),
+                 zoo.seeded(zoo.MobileNetV2ish), 32),
         McuModel("residual_cnn_fp32", "zoo residual_cnn, 32x32, fp32",
-                 zoo._seeded(zoo.ResidualCNN), 32, int8=False),
+                 zoo.seeded(zoo.ResidualCNN), 32, int8=False),
     ]
     return {m.name: m for m in models}

@@ -161,16 +161,6 @@ def prepare_onnxruntime(model: Any, inputs: tuple[Any, ...], threads: int) -> Ru
     return rt
 
 
-def vm_call(module: Any, x: np.ndarray) -> Callable[[], Any]:
-    """A call of a compiled smelt module's Relax VM on a device tensor made once: no numpy
-    conversion, for timing kernels of microseconds."""
-    import tvm
-
-    main = module._vm["main"]
-    arg = tvm.runtime.tensor(x, module.device)
-    return lambda: main(arg)
-
-
 # -- timing and records -------------------------------------------------------------------------
 def time_runtimes(runtimes: list[Runtime], repeats: int, warmup: int) -> dict[str, Timing]:
     """`harness.measure` over the runtimes that have a call, by name."""

@@ -51,7 +51,7 @@ from benchmarks.harness import (
     set_threads,
     write_report,
 )
-from benchmarks.runtimes import quiet_trace, vm_call
+from benchmarks.runtimes import quiet_trace
 
 RESULTS = results_path("sparsity")
 BATCH_S = 0.01  # seconds of timed calls per visit (after half as many untimed)
@@ -91,9 +91,9 @@ def bench_shape(m: int, k: int, n: int, repeats: int) -> dict[str, Any]:
         with torch.inference_mode():
             return F.linear(xt, wt, bt)
 
-    t = measure({"smelt_dense": vm_call(modules["dense"], x),
-                 "smelt_24": vm_call(modules["sparse"], x), "torch_dense": torch_call}, repeats,
-                warmup=WARMUP, batch_s=BATCH_S)
+    t = measure({"smelt_dense": modules["dense"].prepared_call(x),
+                 "smelt_24": modules["sparse"].prepared_call(x), "torch_dense": torch_call},
+                repeats, warmup=WARMUP, batch_s=BATCH_S)
     ms = {key: v.median * 1e3 for key, v in t.items()}
     values, meta = (c for c in packed.constants() if c.shape[0] == n and c.value.ndim == 2)
     dense_bytes, packed_bytes = w.nbytes, values.value.nbytes + meta.value.nbytes
@@ -164,9 +164,9 @@ def bench_digits(epochs: int, tune_epochs: int, repeats: int, seed: int, limit: 
         with torch.inference_mode():
             return eager(xt)
 
-    t = measure({"smelt_dense": vm_call(compiled["dense"], xte),
-                 "smelt_24": vm_call(compiled["2:4"], xte), "torch_dense": torch_call}, repeats,
-                warmup=WARMUP, batch_s=BATCH_S)
+    t = measure({"smelt_dense": compiled["dense"].prepared_call(xte),
+                 "smelt_24": compiled["2:4"].prepared_call(xte), "torch_dense": torch_call},
+                repeats, warmup=WARMUP, batch_s=BATCH_S)
     ms = {key: v.median * 1e3 for key, v in t.items()}
     return {"train_epochs": epochs, "train_seconds": round(train_s, 2),
             "finetune_epochs": tune_epochs, "finetune_seconds": round(tune_s, 2),

@@ -235,7 +235,8 @@ def _tokens(b: int = 2, t: int = 16, d: int = 64) -> Callable[[], tuple[torch.Te
     return lambda: (torch.randn(b, t, d, generator=torch.Generator().manual_seed(2)),)
 
 
-def _seeded(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+def seeded(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    """`factory` under seed 0, batch norms given non-trivial statistics, in eval mode."""
     def build() -> nn.Module:
         torch.manual_seed(0)
         model = factory()
@@ -263,7 +264,7 @@ def hf_bert() -> nn.Module:
     cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                      intermediate_size=64, max_position_embeddings=32,
                      attn_implementation="eager")
-    return _HFWrap(BertModel(cfg, add_pooling_layer=False))
+    return MainOutput(BertModel(cfg, add_pooling_layer=False))
 
 
 def hf_resnet() -> nn.Module:
@@ -271,10 +272,10 @@ def hf_resnet() -> nn.Module:
 
     cfg = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
                        layer_type="basic", num_channels=3)
-    return _HFWrap(ResNetModel(cfg))
+    return MainOutput(ResNetModel(cfg))
 
 
-class _HFWrap(nn.Module):
+class MainOutput(nn.Module):
     """Return the model's main tensor instead of a ModelOutput."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -293,13 +294,13 @@ def _ids() -> tuple[torch.Tensor, ...]:
 ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in [
-        ZooEntry("residual_cnn", _seeded(ResidualCNN), _image()),
-        ZooEntry("mobilenet_v2", _seeded(MobileNetV2ish), _image(size=32)),
-        ZooEntry("encoder_block", _seeded(EncoderBlock), _tokens()),
-        ZooEntry("llama_block", _seeded(LlamaBlock), _tokens()),
-        ZooEntry("tiny_acts", _seeded(TinyActs),
+        ZooEntry("residual_cnn", seeded(ResidualCNN), _image()),
+        ZooEntry("mobilenet_v2", seeded(MobileNetV2ish), _image(size=32)),
+        ZooEntry("encoder_block", seeded(EncoderBlock), _tokens()),
+        ZooEntry("llama_block", seeded(LlamaBlock), _tokens()),
+        ZooEntry("tiny_acts", seeded(TinyActs),
                  lambda: (torch.randn(3, 12, generator=torch.Generator().manual_seed(5)),)),
-        ZooEntry("hf_bert", _seeded(hf_bert), _ids),
-        ZooEntry("hf_resnet", _seeded(hf_resnet), _image(size=32)),
+        ZooEntry("hf_bert", seeded(hf_bert), _ids),
+        ZooEntry("hf_resnet", seeded(hf_resnet), _image(size=32)),
     ]
 }
