@@ -46,7 +46,7 @@ class LoadedModel:
         """The factory's example inputs, or seeded random ones for a saved graph."""
         if self.inputs is not None:
             return self.inputs
-        from smelt.rewrite.verify import sample_inputs
+        from smelt.rewrite.equivalence import sample_inputs
 
         return sample_inputs(self.graph, 1, seed=0)[0]
 
