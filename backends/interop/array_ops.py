@@ -35,6 +35,11 @@ stays float16. The formulas:
 - data movement: flatten, squeeze and unsqueeze are reshapes to the shape the reference
   gives; slice and split are Python slices; take gathers with negative indices counted from
   the end (out of range: torch raises, JAX clips, since traced JAX cannot raise).
+- indexing: gather is take_along_axis over x's leading part, scatter the library's
+  scatter-reduce (JAX: .at[] updates; a mean divides the sum by the count, flooring
+  integers), index is x[key] and index_put the library's index_put, with key holding the
+  index tensors at `axes` and whole slices elsewhere (numpy's placement in both). Negative
+  indices count from the end; out of range, torch raises, JAX clips reads and drops writes.
 - quantized ops, in float64 and int64 (JAX needs x64 for them; jax_function.NEEDS_X64):
   quantize = clip(rhe(x / scale) + zero_point, qmin, qmax), the quotient in float64 (rhe:
   round half to even; NaN quantizes to zero_point); dequantize = (q - zp) scale in float64,
@@ -90,6 +95,7 @@ BACKEND = (
     "dtype", "trunc_divide", "relu", "sigmoid", "silu", "erf", "rsqrt", "reciprocal", "softmax",
     "log_softmax", "conv2d", "linear", "matmul", "batch_norm", "layer_norm", "max_pool2d",
     "avg_pool2d", "adaptive_avg_pool2d", "take", "row_scatter_add", "pad",
+    "take_along_axis", "scatter", "index_put",
 )
 
 
@@ -289,6 +295,48 @@ def project(xp: ModuleType, parts: tuple[Array, ...], *, index: int) -> Array:
     return parts[index]
 
 
+# -- indexing (ir/ops/indexing.py) ----------------------------------------------------------
+def _from_end(xp: ModuleType, indices: Array, n: int) -> Array:
+    """int64 indices with negatives counted from the end of an axis of size n."""
+    idx = xp.astype(indices, xp.dtype("int64"))
+    return xp.where(idx < 0, idx + n, idx)
+
+
+def gather(xp: ModuleType, x: Array, indices: Array, *, axis: int) -> Array:
+    """take_along_axis over x's leading part (indices may be shorter on the other axes)."""
+    axis = axis % x.ndim
+    part = tuple(slice(None) if d == axis else slice(0, s) for d, s in enumerate(indices.shape))
+    return xp.take_along_axis(x[part], _from_end(xp, indices, x.shape[axis]), axis=axis)
+
+
+def scatter(xp: ModuleType, x: Array, indices: Array, src: Array, *, axis: int, reduce: str,
+            include_self: bool) -> Array:
+    """src's leading part (indices' shape) combined into x along axis (scatter_reduce)."""
+    axis = axis % x.ndim
+    part = src[tuple(slice(0, s) for s in indices.shape)]
+    return xp.scatter(x, _from_end(xp, indices, x.shape[axis]), part, axis=axis, reduce=reduce,
+                      include_self=include_self)
+
+
+def _index_key(xp: ModuleType, x: Array, indices: tuple[Array, ...],
+               axes: tuple[int, ...]) -> tuple:
+    """The advanced-indexing key: int64 indices at `axes`, whole slices elsewhere (both
+    libraries count negatives from the end and place the result axes as numpy does)."""
+    key: list[Any] = [slice(None)] * x.ndim
+    for a, i in zip(axes, indices, strict=True):
+        key[a % x.ndim] = xp.astype(i, xp.dtype("int64"))
+    return tuple(key)
+
+
+def index(xp: ModuleType, x: Array, *indices: Array, axes: tuple[int, ...]) -> Array:
+    return x[_index_key(xp, x, indices, axes)]
+
+
+def index_put(xp: ModuleType, x: Array, values: Array, *indices: Array, axes: tuple[int, ...],
+              accumulate: bool) -> Array:
+    return xp.index_put(x, _index_key(xp, x, indices, axes), values, accumulate=accumulate)
+
+
 # -- quantized ops ------------------------------------------------------------------------
 def _channel(xp: ModuleType, values: tuple, axis: int | None, rank: int, dtype: type) -> Array:
     """Per-tensor values as a 0-d array, per-channel ones shaped to broadcast along axis."""
@@ -439,7 +487,8 @@ FORMULAS: dict[str, Callable[..., Any]] = {
     "reduce_min": reduce_min, "argmax": argmax,
     "flatten": flatten, "transpose": transpose, "concat": concat, "split": split,
     "slice": slice_, "squeeze": squeeze, "unsqueeze": unsqueeze, "take": take, "pad": pad,
-    "project": project,
+    "project": project, "gather": gather, "scatter": scatter, "index": index,
+    "index_put": index_put,
     "quantize": quantize, "dequantize": dequantize, "qconv2d": qconv2d, "qlinear": qlinear,
     "qmatmul": qmatmul, "requantize": requantize, "qadd": qadd, "qmean": qmean,
     "linear_w4": linear_w4, "linear24": linear24,

@@ -193,3 +193,49 @@ def pad(x: jax.Array, widths: tuple[tuple[int, int], ...], *, mode: str,
     if mode == "constant":
         return jnp.pad(x, widths, constant_values=_s(x, value))
     return jnp.pad(x, widths, mode=mode)
+
+
+def take_along_axis(x: jax.Array, indices: jax.Array, /, *, axis: int) -> jax.Array:
+    """x gathered along `axis` at non-negative `indices`; out of range clips."""
+    return jnp.take_along_axis(x, indices, axis=axis, mode="clip")
+
+
+def _line_coords(indices: jax.Array, axis: int) -> tuple:
+    """The full coordinates scatter writes to: `indices` on the axis, each update's own
+    position on the others."""
+    coords = list(jnp.indices(indices.shape, sparse=True))
+    coords[axis] = indices
+    return tuple(coords)
+
+
+def scatter(x: jax.Array, indices: jax.Array, src: jax.Array, /, *, axis: int, reduce: str,
+            include_self: bool) -> jax.Array:
+    """.at[] updates at non-negative `indices` (out of range: dropped); with include_self
+    False a written element starts from the reduction's identity; a mean is the sum over
+    the count (integers floor, as torch)."""
+    at = _line_coords(indices, axis)
+    if reduce == "none":
+        return x.at[at].set(src, mode="drop")
+    floaty = jnp.issubdtype(x.dtype, jnp.floating)
+    if reduce in ("amax", "amin") and not floaty:
+        info = jnp.iinfo(x.dtype)
+        start = info.min if reduce == "amax" else info.max
+    else:
+        start = {"sum": 0, "mean": 0, "prod": 1, "amax": -math.inf, "amin": math.inf}[reduce]
+    base = x if include_self else x.at[at].set(jnp.asarray(start, x.dtype), mode="drop")
+    update = {"sum": "add", "mean": "add", "prod": "multiply", "amax": "max",
+              "amin": "min"}[reduce]
+    out = getattr(base.at[at], update)(src, mode="drop")
+    if reduce != "mean":
+        return out
+    count = jnp.zeros(x.shape, jnp.int32).at[at].add(1, mode="drop")
+    denom = jnp.astype(count + (1 if include_self else 0), x.dtype)
+    mean = out / denom if floaty else jnp.floor_divide(out, denom)
+    return jnp.where(count > 0, mean, x)
+
+
+def index_put(x: jax.Array, key: tuple, values: jax.Array, /, *,
+              accumulate: bool) -> jax.Array:
+    """x.at[key].set (or .add); out-of-range updates are dropped."""
+    at = x.at[key]
+    return at.add(values, mode="drop") if accumulate else at.set(values, mode="drop")

@@ -139,3 +139,24 @@ def pad(x: torch.Tensor, widths: tuple[tuple[int, int], ...], *, mode: str,
             out = F.pad(moved.reshape(1, -1, moved.shape[-1]), (before, after), mode=torch_mode)
             x = out.reshape(*lead, out.shape[-1]).movedim(-1, axis)
     return x
+
+
+def take_along_axis(x: torch.Tensor, indices: torch.Tensor, /, *, axis: int) -> torch.Tensor:
+    """x gathered along `axis` at non-negative int64 `indices` (torch.gather)."""
+    return torch.gather(x, axis, indices)
+
+
+def scatter(x: torch.Tensor, indices: torch.Tensor, src: torch.Tensor, /, *, axis: int,
+            reduce: str, include_self: bool) -> torch.Tensor:
+    """Tensor.scatter (reduce "none") or Tensor.scatter_reduce at non-negative int64
+    `indices`; src has indices' shape."""
+    if reduce == "none":
+        return x.scatter(axis, indices, src)
+    return x.scatter_reduce(axis, indices, src, reduce, include_self=include_self)
+
+
+def index_put(x: torch.Tensor, key: tuple, values: torch.Tensor, /, *,
+              accumulate: bool) -> torch.Tensor:
+    """aten.index_put: `key` holds index tensors and whole slices (None for aten)."""
+    return torch.ops.aten.index_put(x, [None if isinstance(k, slice) else k for k in key],
+                                    values, accumulate)

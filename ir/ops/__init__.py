@@ -3,6 +3,7 @@
 from . import (  # noqa: F401  (each module registers its ops)
     elementwise,
     fused,
+    indexing,  # gather, scatter, index, index_put
     int4,  # linear_w4: 4-bit packed weights
     nn,
     norm,
