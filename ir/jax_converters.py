@@ -20,6 +20,7 @@ from .jax_builder import (  # noqa: F401
     smelt_dtype,
     source_line,
 )
+from .jax_indexing import CONVERTERS_INDEXING
 from .node import Node
 from .ops.common import prod
 from .types import is_float
@@ -330,69 +331,12 @@ def _dynamic_slice(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     return y
 
 
-def _pad(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
-    """Constant padding; negative widths crop (a slice after the pad)."""
-    x, value = xs[0], _scalar(xs[1])
-    config = [tuple(int(v) for v in c) for c in eqn.params["padding_config"]]
-    if value is None or any(interior for _, _, interior in config):
-        raise b.unsupported("pad", "only padding by a constant value without interior "
-                            "padding maps to smelt's pad")
-    pads = tuple(max(v, 0) for lo, hi, _ in config for v in (lo, hi))
-    y = b.make("pad", x, pads=pads, value=float(value)) if any(pads) else x
-    for axis, (lo, hi, _) in enumerate(config):
-        y = _slice(b, y, axis, max(-lo, 0), y.shape[axis] - max(-hi, 0))
-    return y
-
-
 def _iota(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     p = eqn.params
     shape, axis = tuple(p["shape"]), int(p["dimension"])
     dtype = smelt_dtype(p["dtype"], b.source)
     line = np.arange(shape[axis]).reshape([-1 if i == axis else 1 for i in range(len(shape))])
     return b.const(np.broadcast_to(line, shape), dtype)
-
-
-# -- gather ----------------------------------------------------------------------------------
-def _gather(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
-    """The take pattern: one index per position picks a whole slice along one axis."""
-    from jax import lax
-
-    x, idx = xs
-    p, dn, r = eqn.params, eqn.params["dimension_numbers"], len(xs[0].shape)
-    axis = dn.start_index_map[0] if len(dn.start_index_map) == 1 else -1
-    nb = len(idx.shape) - 1
-    sizes = tuple(1 if i == axis else d for i, d in enumerate(x.shape))
-    offsets = tuple(range(axis)) + tuple(range(axis + nb, nb + r - 1))
-    if (axis < 0 or idx.shape[-1:] != (1,) or tuple(dn.collapsed_slice_dims) != (axis,)
-            or dn.operand_batching_dims or tuple(p["slice_sizes"]) != sizes
-            or tuple(dn.offset_dims) != offsets):
-        raise b.unsupported("gather", "only the take / embedding pattern (x[ids], "
-                            "jnp.take(x, ids, axis)) maps to smelt's take")
-    ids = _reshape(b, idx, idx.shape[:-1])
-    mode = p["mode"]
-    if mode == lax.GatherScatterMode.PROMISE_IN_BOUNDS:
-        return b.make("take", x, ids, axis=axis)
-    n = x.shape[axis]
-    inside = b.make("take", x, b.make("clamp", ids, min=0.0, max=float(n - 1)), axis=axis)
-    if mode == lax.GatherScatterMode.CLIP:
-        return inside
-    if mode != lax.GatherScatterMode.FILL_OR_DROP:
-        raise b.unsupported("gather", f"gather mode {mode} has no smelt equivalent")
-    ok = b.make("logical_and", b.make("greater_equal", ids, b.const(0, ids.dtype)),
-                b.make("less", ids, b.const(n, ids.dtype)))
-    ok = _reshape(b, ok, (1,) * axis + ids.shape + (1,) * (r - 1 - axis))
-    return b.make("where", ok, inside, b.const(_gather_fill(p["fill_value"], x), x.dtype))
-
-
-def _gather_fill(fill: Any, x: Node) -> Any:
-    """jax's fill for out-of-range gathers (given, else NaN, the signed minimum, the
-    unsigned maximum, or True)."""
-    if fill is not None:
-        return fill
-    if is_float(x.dtype) or x.dtype == "bool":
-        return np.nan if is_float(x.dtype) else True
-    info = np.iinfo(np.dtype(x.dtype))
-    return info.max if info.min == 0 else info.min
 
 
 # -- calls ---------------------------------------------------------------------------------
@@ -441,8 +385,9 @@ CONVERTERS: dict[str, Converter] = {
     # shapes and data movement
     "broadcast_in_dim": _broadcast_in_dim, "reshape": _reshape_prim,
     "transpose": _transpose_prim, "squeeze": _squeeze, "concatenate": _concatenate,
-    "split": _split, "slice": _slice_prim, "dynamic_slice": _dynamic_slice, "pad": _pad,
-    "gather": _gather, "iota": _iota,
+    "split": _split, "slice": _slice_prim, "dynamic_slice": _dynamic_slice, "iota": _iota,
+    # gather, scatters, dynamic_update_slice, rev, pad: jax_indexing.py
+    **CONVERTERS_INDEXING,
     # identities and calls
     "stop_gradient": _identity, "copy": _identity,  # lax.copy_p is named "copy"
     "optimization_barrier": _identity,
