@@ -15,7 +15,7 @@ reference instead:
   along the axis; index_put: every position of the broadcast index shape) and keeps those
   whose index matches. The sum, product, max, min and mean are TE reductions over TVM's own
   combiners (a NaN-aware combiner is one the CUDA rules cannot rfactor, so a float max or
-  min takes TVM's max plus a flag sum that restores NaN and -inf, see `_float_extremum`);
+  min takes TVM's max plus sums that restore NaN and -inf, see `_float_extremum`);
   without a reduction the last matching update wins (the largest matching position, a max
   reduction), as in the reference. No race, so the
   result is deterministic on every target, and every kernel is a plain reduction nest that
@@ -117,6 +117,8 @@ def _combine(x: tirx.PrimExpr, total: tirx.PrimExpr, count: tirx.PrimExpr, reduc
     if reduce == "mean":
         c = count + (1 if include_self else 0)
         s = x + total if include_self else total
+        if include_self and not is_float(dtype):  # wrap as the dtype does before dividing
+            s = (x.astype("int64") + total.astype("int64")).astype(dtype)  # (C promotes)
         if is_float(dtype):
             q = s / c.astype(dtype)
         else:
@@ -145,33 +147,39 @@ def _reducer(reduce: str, dtype: str):
 
 def _float_extremum(shape, match, value, ks, largest: bool) -> te.Tensor:
     """max (min) of the matching float updates, NaN propagating, from TVM's own max (min)
-    reduction, which every GPU rule knows (a NaN-aware combiner is one the CUDA rules cannot
-    rfactor). That reduction starts from the lowest finite value, not -inf, and drops NaN;
-    a flag sum puts both right: each matching NaN adds BIG, each other matching value that is
-    not -inf (+inf for min) adds 1. flag >= BIG: NaN; flag == 0: the infinity."""
-    big = K.const(1 << 32, "int64")
+    and sum reductions, which every GPU rule knows (a NaN-aware combiner is one the CUDA
+    rules cannot rfactor). TVM's max starts from the lowest finite value, not -inf, and
+    drops NaN; two more sums put both right: `finite` counts the matching values that are
+    neither NaN nor -inf (+inf for min), none: the infinity; `nans` adds up the matching
+    NaNs (0 without any), and is the NaN the result takes when there is one. (A NaN
+    literal is no way out: TVM's C code generator prints a float64 NaN as `nan`.)"""
     zero, one = K.const(0, "int64"), K.const(1, "int64")
+
+    def inf(v):
+        return K.const(-np.inf if largest else np.inf, str(v.ty))
 
     def partial(*p):
         v = value(p, ks)
-        inf = K.const(-np.inf if largest else np.inf, str(v.ty))
         keep = tirx.And(match(p, ks), tirx.Not(tirx.isnan(v)))
-        return (te.max if largest else te.min)(tirx.Select(keep, v, inf), axis=ks)
+        return (te.max if largest else te.min)(tirx.Select(keep, v, inf(v)), axis=ks)
 
-    def flags(*p):
+    def finite(*p):
         v = value(p, ks)
-        inf = K.const(-np.inf if largest else np.inf, str(v.ty))
-        flag = tirx.Select(tirx.isnan(v), big, tirx.Select(tirx.NE(v, inf), one, zero))
-        return te.sum(tirx.Select(match(p, ks), flag, zero), axis=ks)
+        keep = tirx.And(tirx.And(match(p, ks), tirx.Not(tirx.isnan(v))), tirx.NE(v, inf(v)))
+        return te.sum(tirx.Select(keep, one, zero), axis=ks)
+
+    def nans(*p):
+        v = value(p, ks)
+        keep = tirx.And(match(p, ks), tirx.isnan(v))
+        return te.sum(tirx.Select(keep, v, K.const(0, str(v.ty))), axis=ks)
 
     best = te.compute(shape, partial, name="smelt_scatter_extremum")
-    flag = te.compute(shape, flags, name="smelt_scatter_flags")
+    count = te.compute(shape, finite, name="smelt_scatter_finite")
+    nan = te.compute(shape, nans, name="smelt_scatter_nans")
 
     def body(*p):
-        dtype = str(best.dtype)
-        inf = K.const(-np.inf if largest else np.inf, dtype)
-        return tirx.Select(flag(*p) >= big, K.const(np.nan, dtype),
-                           tirx.Select(tirx.EQ(flag(*p), zero), inf, best(*p)))
+        pick = tirx.Select(tirx.EQ(count(*p), zero), inf(best(*p)), best(*p))
+        return tirx.Select(tirx.isnan(nan(*p)), nan(*p), pick)
 
     return te.compute(shape, body, name="smelt_scatter_total")
 
