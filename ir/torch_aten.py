@@ -408,3 +408,6 @@ def check_against(node: Node, out: Any, b: Builder) -> Node:
 __all__ = ["ATEN", "check_against", "_Unsupported"]
 
 from . import aten_indexing  # noqa: E402,F401
+
+# isort: split
+from . import aten_math  # noqa: E402,F401

@@ -831,6 +831,7 @@ def _compare(fn: Callable) -> Case:
 
 
 from cases_indexing import CASES_INDEXING, DATA_CHECKED  # noqa: E402  (needs Case, Example)
+from cases_math import CASES_MATH  # noqa: E402  (needs Case, Example)
 
 CASES: dict[str, Case] = {
     "add": _binary(torch.add),
@@ -920,6 +921,7 @@ CASES: dict[str, Case] = {
     **{op: Case(examples.map(lambda ex: Example(*ex)), fn, exact, term)  # tests/quant_cases.py
        for op, (examples, fn, exact, term) in QUANT_CASES.items()},
     **CASES_INDEXING,
+    **CASES_MATH,
 }
 
 

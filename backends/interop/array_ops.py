@@ -30,6 +30,11 @@ stays float16. The formulas:
 - reductions keep x's dtype: an integer sum wraps to it (summed in the library's wide integer,
   cast back); an integer mean is taken in float64 and truncated, as the reference's astype
   does (JAX without x64 takes float64 as float32, its own rule).
+- math (ir/ops/math.py): sign = (x > 0) - (x < 0) in x's dtype (torch's: NaN and -0.0 give
+  +0.0); remainder = fmod(a, b) + b where that is nonzero and signed unlike b; integer fmod
+  and remainder divide by 1 where the divisor is 0 or -1 (the reference's 0 there, where
+  torch raises or overflows); elu = where(x > 0, scale x, expm1(input_scale x) alpha scale);
+  cumsum, cumprod and prod wrap integers back to x's dtype; sort is stable, NaN above +inf.
 - fused ops are their unfused chain in the same order: the contraction, + bias, + residual,
   then the activation's own entry (ir/ops/fused.ACTIVATION_OPS).
 - data movement: flatten, squeeze and unsqueeze are reshapes to the shape the reference
@@ -88,6 +93,9 @@ STANDARD = (
     "logical_and", "logical_not", "logical_or", "max", "maximum", "mean", "min", "minimum",
     "multiply", "negative", "not_equal", "ones_like", "permute_dims", "pow", "repeat",
     "reshape", "round", "sin", "sqrt", "stack", "subtract", "sum", "tanh", "trunc", "where",
+    "acos", "acosh", "all", "any", "asin", "asinh", "atan", "atan2", "atanh", "bitwise_and",
+    "bitwise_invert", "bitwise_or", "bitwise_xor", "ceil", "cosh", "expm1", "isinf", "log10",
+    "log1p", "log2", "logical_xor", "prod", "sinh", "tan",
 )
 #: the functions a namespace defines itself: the standard lacks them, or torch and JAX
 #: compute them differently (each namespace's docstring says how)
@@ -96,6 +104,7 @@ BACKEND = (
     "log_softmax", "conv2d", "linear", "matmul", "batch_norm", "layer_norm", "max_pool2d",
     "avg_pool2d", "adaptive_avg_pool2d", "take", "row_scatter_add", "pad",
     "take_along_axis", "scatter", "index_put",
+    "fmod", "cumsum", "cumprod", "sort",
 )
 
 
@@ -153,6 +162,49 @@ def cast(xp: ModuleType, x: Array, *, dtype: str) -> Array:
     if dtype == "int4":
         low = low - 16 * xp.astype(low >= 8, wide)
     return xp.astype(low, xp.dtype(dtype))
+
+
+# -- math (ir/ops/math.py) ------------------------------------------------------------------
+def sign(xp: ModuleType, x: Array) -> Array:
+    """torch's (x > 0) - (x < 0): NaN and -0.0 give +0.0."""
+    return xp.astype(x > 0, x.dtype) - xp.astype(x < 0, x.dtype)
+
+
+def bitwise_not(xp: ModuleType, x: Array) -> Array:
+    return xp.logical_not(x) if xp.isdtype(x.dtype, "bool") else xp.bitwise_invert(x)
+
+
+def elu(xp: ModuleType, x: Array, *, alpha: float, scale: float, input_scale: float) -> Array:
+    return xp.where(x > 0, x * scale, xp.expm1(x * input_scale) * (alpha * scale))
+
+
+def _safe_divisor(xp: ModuleType, b: Array) -> Array:
+    """An integer divisor with 0 and (signed) -1 replaced by 1: the reference's result for
+    both is 0 (torch raises on 0, and the signed minimum % -1 overflows)."""
+    bad = b == 0
+    if xp.isdtype(b.dtype, "signed integer"):
+        bad = bad | (b == -1)
+    return xp.where(bad, xp.ones_like(b), b)
+
+
+def fmod(xp: ModuleType, a: Array, b: Array) -> Array:
+    return xp.fmod(a, b if is_float(xp, a) else _safe_divisor(xp, b))
+
+
+def remainder(xp: ModuleType, a: Array, b: Array) -> Array:
+    """fmod, plus b where it is nonzero with a sign other than b's."""
+    if not is_float(xp, a):
+        b = _safe_divisor(xp, b)
+    r = xp.fmod(a, b)
+    return xp.where((r != 0) & xp.logical_xor(r < 0, b < 0), r + b, r)
+
+
+def cumsum(xp: ModuleType, x: Array, *, axis: int) -> Array:
+    return xp.astype(xp.cumsum(x, axis=axis), x.dtype, copy=False)
+
+
+def cumprod(xp: ModuleType, x: Array, *, axis: int) -> Array:
+    return xp.astype(xp.cumprod(x, axis=axis), x.dtype, copy=False)
 
 
 # -- contractions --------------------------------------------------------------------------
@@ -214,6 +266,18 @@ def reduce_max(xp: ModuleType, x: Array, *, axes: tuple[int, ...], keepdims: boo
 
 def reduce_min(xp: ModuleType, x: Array, *, axes: tuple[int, ...], keepdims: bool) -> Array:
     return _reduced(xp.min, xp, x, x, axes, keepdims)
+
+
+def reduce_prod(xp: ModuleType, x: Array, *, axes: tuple[int, ...], keepdims: bool) -> Array:
+    return _reduced(xp.prod, xp, x, x, axes, keepdims)
+
+
+def reduce_any(xp: ModuleType, x: Array, *, axes: tuple[int, ...], keepdims: bool) -> Array:
+    return _reduced(xp.any, xp, x, x, axes, keepdims)
+
+
+def reduce_all(xp: ModuleType, x: Array, *, axes: tuple[int, ...], keepdims: bool) -> Array:
+    return _reduced(xp.all, xp, x, x, axes, keepdims)
 
 
 def argmax(xp: ModuleType, x: Array, *, axis: int, keepdims: bool) -> Array:
@@ -477,6 +541,10 @@ LIBRARY: dict[str, str] = {
     "log_softmax": "log_softmax", "max_pool2d": "max_pool2d", "avg_pool2d": "avg_pool2d",
     "adaptive_avg_pool2d": "adaptive_avg_pool2d",
     "reshape": "reshape", "expand": "broadcast_to",
+    **{op: op for op in ("acos", "acosh", "asin", "asinh", "atan", "atanh", "cosh", "sinh",
+                         "tan", "ceil", "trunc", "expm1", "log1p", "log2", "log10", "isnan",
+                         "isinf", "atan2", "bitwise_and", "bitwise_or", "bitwise_xor",
+                         "logical_xor", "sort")},
 }
 #: op -> its entry written above, a function of (xp, *operands, **attrs)
 FORMULAS: dict[str, Callable[..., Any]] = {
@@ -492,6 +560,9 @@ FORMULAS: dict[str, Callable[..., Any]] = {
     "quantize": quantize, "dequantize": dequantize, "qconv2d": qconv2d, "qlinear": qlinear,
     "qmatmul": qmatmul, "requantize": requantize, "qadd": qadd, "qmean": qmean,
     "linear_w4": linear_w4, "linear24": linear24,
+    "sign": sign, "bitwise_not": bitwise_not, "elu": elu, "fmod": fmod, "remainder": remainder,
+    "reduce_prod": reduce_prod, "reduce_any": reduce_any, "reduce_all": reduce_all,
+    "cumsum": cumsum, "cumprod": cumprod,
 }
 
 

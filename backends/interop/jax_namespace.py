@@ -12,6 +12,8 @@ Defined here (array_ops.BACKEND), as JAX computes them:
 - functions the standard lacks: jax.nn's relu, sigmoid, silu, softmax, log_softmax;
   jax.scipy's erf; lax.rsqrt; jnp.reciprocal; `trunc_divide` (lax.div: integers truncate
   toward zero, as the reference).
+- math: jnp.fmod, jnp.cumsum, jnp.cumprod, and `sort` (jnp.argsort, stable, of a key with
+  -0.0 made 0.0 and every NaN the positive one, then the values gathered by it).
 - contractions at `Precision.HIGHEST` (XLA may otherwise round float32 operands to bfloat16
   on accelerators): conv2d through lax.conv_general_dilated, linear, matmul.
 - normalization written out: batch_norm and layer_norm (JAX has no kernel of its own).
@@ -62,6 +64,21 @@ log_softmax = jax.nn.log_softmax
 def dtype(name: str) -> np.dtype:
     """The JAX dtype of smelt dtype `name`, after JAX's 64-bit rule."""
     return jax.dtypes.canonicalize_dtype(JAX_DTYPES[name])
+
+
+fmod = jnp.fmod
+cumsum = jnp.cumsum
+cumprod = jnp.cumprod
+
+
+def sort(x: jax.Array, *, axis: int, descending: bool) -> tuple[jax.Array, jax.Array]:
+    """The stable order of a canonical key: XLA orders -0.0 before 0.0 and a negative NaN
+    first, where the reference ties the zeros and ranks every NaN above +inf."""
+    key = x
+    if jnp.isdtype(x.dtype, "real floating"):
+        key = jnp.where(jnp.isnan(x), jnp.nan, jnp.where(x == 0, 0, x))
+    order = jnp.argsort(key, axis=axis, stable=True, descending=descending)
+    return jnp.take_along_axis(x, order, axis=axis), order.astype(dtype("int64"))
 
 
 def trunc_divide(a: jax.Array, b: jax.Array) -> jax.Array:

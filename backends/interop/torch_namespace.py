@@ -13,6 +13,7 @@ Defined here (array_ops.BACKEND), as torch computes them:
   is torch.bfloat16.
 - functions the standard lacks, torch's own: relu, sigmoid, silu, erf, rsqrt, reciprocal,
   softmax, log_softmax; `trunc_divide` (integer division truncating toward zero, as the reference).
+- math: torch.fmod, torch.cumsum, torch.cumprod, and `sort` (torch.sort, stable=True).
 - contractions: conv2d (NCHW x OIHW; an asymmetric padding by F.pad first), linear, matmul.
 - normalization: F.batch_norm and F.layer_norm in one kernel each (half inputs accumulate
   in float32 there; the fused kernels also keep `aten.batch_norm` visible to torch.export).
@@ -57,6 +58,23 @@ matmul = torch.matmul
 def dtype(name: str) -> torch.dtype:
     """The torch dtype of smelt dtype `name`."""
     return TORCH_DTYPES[name]
+
+
+fmod = torch.fmod
+
+
+def cumsum(x: torch.Tensor, *, axis: int) -> torch.Tensor:
+    return torch.cumsum(x, dim=axis)
+
+
+def cumprod(x: torch.Tensor, *, axis: int) -> torch.Tensor:
+    return torch.cumprod(x, dim=axis)
+
+
+def sort(x: torch.Tensor, *, axis: int, descending: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.sort with stable=True: the reference's order (NaN above +inf, -0.0 = 0.0)."""
+    values, indices = torch.sort(x, dim=axis, descending=descending, stable=True)
+    return values, indices
 
 
 def trunc_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

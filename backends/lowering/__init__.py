@@ -8,6 +8,7 @@ for every target. Nothing here imports a target folder.
     registry.py    the table: `lowers`, `lowering`, `missing_lowerings`
     ops.py         float, integer and data-movement ops
     te_kernels.py  hand-written TE kernels where TVM's op disagrees with the reference
+    math.py        elementwise math, bitwise ops, prod/any/all, scans and sort
     indexing.py    gather, scatter, index, index_put as TE kernels
     quant.py       quantize, dequantize, requantize, integer contractions
     qarith.py      qadd, qmean
@@ -19,6 +20,9 @@ for every target. Nothing here imports a target folder.
 
 from . import ops, packed, qarith, quant  # noqa: F401  (register the generic entries)
 from . import indexing  # noqa: F401,I001  (gather, scatter, index, index_put)
+
+# isort: split
+from . import math  # noqa: F401  (ir/ops/math.py)
 from .module import to_relax
 from .registry import LoweringError, lowering, lowers, missing_lowerings, target_entries
 
