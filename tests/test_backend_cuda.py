@@ -131,8 +131,33 @@ def test_unscheduled_kernel_is_named() -> None:
         mod = fuse_kernels()(to_relax(_graph("tiny_acts"), "cuda"))
         with pytest.raises(UnscheduledKernelError, match="no GPU schedule rule accepts kernel"):
             schedule_cuda(mod, tgt, rules=())
-        _, used = schedule_cuda(mod, tgt)
+        _, used, _ = schedule_cuda(mod, tgt)
     assert set(used.values()) <= RULES
+
+
+class _Crashes:
+    """A schedule rule with a bug: it raises on every kernel."""
+
+    def apply(self, func, target, tunable):
+        raise RuntimeError("rule bug\nlast line of the error")
+
+
+def test_a_rule_that_raises_is_passed_over_and_reported() -> None:
+    import tvm
+
+    from smelt.backends.cuda.pipeline import GPU_RULES
+
+    tgt = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
+    with tgt:
+        def kernels():  # schedule_cuda updates the module it is given
+            return fuse_kernels()(to_relax(_graph("tiny_acts"), "cuda"))
+
+        _, used, failed = schedule_cuda(kernels(), tgt, rules=(_Crashes(), *GPU_RULES))
+        assert set(used.values()) <= RULES and used
+        assert failed and all(f == {"_Crashes": "last line of the error"}
+                              for f in failed.values())
+        with pytest.raises(UnscheduledKernelError, match="_Crashes raised: last line"):
+            schedule_cuda(kernels(), tgt, rules=(_Crashes(),))
 
 
 def _record(kind: bytes, body: bytes) -> bytes:

@@ -52,6 +52,9 @@ class CudaModule(CompiledModule):
         self.executable = build.executable if build else None
         self.signature = signature
         self.kernels = dict(build.kernels if build else signature.get("kernels", {}))
+        #: kernel -> {rule: error} for the GPU rules that raised on it (another took it)
+        self.rule_failures = dict(build.rule_failures if build else
+                                  signature.get("rule_failures", {}))
         self.tuning = {}
         self.cache = "built"
         self.device = tvm.cuda(0)
@@ -88,7 +91,8 @@ class CudaModule(CompiledModule):
         else:
             self.executable.export_library(str(path), fpack_imports=_pack_with_fatbin(
                 self.build.source, self.build.fatbin))
-        meta = {**self.signature, "kernels": self.kernels, "cuda_kernels": self.cuda_kernels}
+        meta = {**self.signature, "kernels": self.kernels, "cuda_kernels": self.cuda_kernels,
+                "rule_failures": self.rule_failures}
         path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
         return path
 

@@ -6,7 +6,8 @@ The shared Relax stages (backends/relax_pipeline.py) around GPU scheduling:
    one PrimFunc per fused kernel.
 2. `schedule_cuda`: each kernel gets the first GPU schedule rule that accepts it, in the order
    of `GPU_RULES` (dlight: Matmul, GEMV, Reduction, GeneralReduction, then Fallback, which
-   binds any loop nest to blocks and threads). The rule is recorded per kernel. A kernel no
+   binds any loop nest to blocks and threads). The rule is recorded per kernel; a rule that
+   raises is passed over for the next, and its error recorded too. A kernel no
    rule accepts would build into a CUDA function with unbound threads, which TVM rejects with
    a message about memory access; we raise `UnscheduledKernelError` naming it instead.
 3. `finish_for_vm(cuda_graph=True)`: memory planning, CUDA graph rewrite, VM lowering.
@@ -58,12 +59,18 @@ class CudaBuild:
     kernels: dict[str, str] = field(default_factory=dict)  # PrimFunc -> schedule rule
     cuda_kernels: list[str] = field(default_factory=list)  # __global__ names in the fatbin
     nvcc_seconds: float = 0.0
+    #: kernel -> {rule: error} for the rules that raised on it before one took it
+    rule_failures: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target,
-                  rules: tuple = GPU_RULES) -> tuple[tvm.IRModule, dict[str, str]]:
-    """Schedule every kernel with the first rule that accepts it; return the rule names."""
+def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target, rules: tuple = GPU_RULES
+                  ) -> tuple[tvm.IRModule, dict[str, str], dict[str, dict[str, str]]]:
+    """Schedule every kernel with the first rule that accepts it. A rule that raises on a
+    kernel (dlight's Matmul on a convolution with a pad epilogue did) is passed over for the
+    next one, and what it raised is kept. Returns the module, kernel -> rule, and kernel ->
+    {rule: its error's first line} for the rules that failed."""
     used: dict[str, str] = {}
+    failed: dict[str, dict[str, str]] = {}
     updates = {}
     for gv, func in mod.functions_items():
         if not isinstance(func, tvm.tirx.PrimFunc):
@@ -75,9 +82,10 @@ def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target,
         for rule in rules:
             try:
                 space = rule.apply(func, target, False)
-            except Exception as e:  # a rule crashing on a kernel is a bug to report, named
-                raise UnscheduledKernelError(
-                    f"GPU rule {type(rule).__name__} failed on kernel {name}: {e}") from e
+            except Exception as e:  # a bug of that rule on this kernel: the next rule tries
+                lines = str(e).strip().splitlines() or [type(e).__name__]
+                failed.setdefault(name, {})[type(rule).__name__] = lines[-1][:300]
+                continue
             if space is None:
                 continue
             sch = space[0] if isinstance(space, list) else space
@@ -85,20 +93,22 @@ def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target,
             used[name] = type(rule).__name__
             break
         else:
+            errors = "".join(f"; {r} raised: {e}" for r, e in failed.get(name, {}).items())
             raise UnscheduledKernelError(
                 f"no GPU schedule rule accepts kernel {name} (tried "
-                f"{', '.join(type(r).__name__ for r in rules)}); it would run on unbound "
-                f"threads. Add a rule to GPU_RULES in backends/cuda/pipeline.py.\n{func}")
+                f"{', '.join(type(r).__name__ for r in rules)}{errors}); it would run on "
+                f"unbound threads. Add a rule to GPU_RULES in backends/cuda/pipeline.py.\n"
+                f"{func}")
     for gv, func in updates.items():
         mod[gv] = func
-    return mod, used
+    return mod, used, failed
 
 
 def build_cuda(mod: tvm.IRModule, target: tvm.target.Target, nvcc: Path) -> CudaBuild:
     """A Relax module (from `to_relax`) -> VM executable + fatbin built with `nvcc`."""
     with tvm.transform.PassContext(opt_level=3), target:
         mod = fuse_kernels()(mod)
-        mod, kernels = schedule_cuda(mod, target)
+        mod, kernels, failed = schedule_cuda(mod, target)
         executable = tvm.compile(finish_for_vm(cuda_graph=True)(mod), target,
                                  relax_pipeline=None)
     source = cuda_source(executable.mod)
@@ -106,7 +116,7 @@ def build_cuda(mod: tvm.IRModule, target: tvm.target.Target, nvcc: Path) -> Cuda
     start = time.perf_counter()
     fatbin = build_fatbin(source, arch, nvcc)
     return CudaBuild(executable, source, fatbin, arch, kernels, global_kernels(source),
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, failed)
 
 
 def device_module(lib: Any) -> Any:
