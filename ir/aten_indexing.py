@@ -37,12 +37,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from .node import Node
 from .op_table import OPS
 from .ops.common import prod
 from .torch_aten import _Unsupported, aten, shape_of
-from .torch_common import Builder, binary, cast, norm_dim, scalar, smelt_dtype
+from .torch_common import Builder, binary, cast, norm_dim, scalar, smelt_dtype, tensor_constant
 from .types import numpy_dtype
 
 #: factories whose values torch leaves uninitialized: smelt's are zero. Folding them with
@@ -291,6 +292,19 @@ def _like(value: Any):
     return convert
 
 
+def _factory(name: str):
+    """A factory of Python numbers only, which the frontend folds before it looks here;
+    an argument computed from data (a traced size or value) cannot be one."""
+    def convert(b: Builder, out, *args, **kw):
+        if any(isinstance(a, Node) for a in (*args, *kw.values())):
+            raise _Unsupported(f"{name} with an argument computed from data")
+        return tensor_constant(getattr(torch.ops.aten, name)(*args, **kw))
+
+    return convert
+
+
+for _name in ("arange", "full", "scalar_tensor", "zeros", "ones"):
+    aten(_name)(_factory(_name))
 aten("full_like", "new_full")(_like(None))
 aten("zeros_like", "new_zeros", *UNINITIALIZED)(_like(0))
 aten("ones_like", "new_ones")(_like(1))

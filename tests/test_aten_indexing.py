@@ -244,3 +244,20 @@ def test_bert_attention_mask_indexing() -> None:
     graph, got, want = traced(fn, mask)
     assert "index" in {n.op for n in graph.nodes()}
     np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_factory_converters_compute_what_torch_computes() -> None:
+    """arange, full, scalar_tensor... of Python numbers fold before their converter; called
+    directly, the converter gives torch's values (float steps rounded as torch rounds them);
+    an argument computed from data is refused."""
+    from smelt.ir.node import Node
+    from smelt.ir.torch_aten import ATEN
+    from smelt.ir.torch_common import Builder
+
+    b = Builder("test")
+    got = ATEN["arange"](b, None, 0.0, 1.0, 0.1)
+    np.testing.assert_array_equal(got.value, torch.arange(0.0, 1.0, 0.1).numpy())
+    assert ATEN["full"](b, None, [2, 3], 7, dtype=torch.int32).dtype == "int32"
+    assert float(ATEN["scalar_tensor"](b, None, 2.5).value) == 2.5
+    with pytest.raises(Exception, match="computed from data"):
+        ATEN["full"](b, None, [2], Node.input("v", ()))
