@@ -21,6 +21,7 @@ from .jax_builder import (  # noqa: F401
     source_line,
 )
 from .jax_indexing import CONVERTERS_INDEXING
+from .jax_math import CONVERTERS_MATH
 from .node import Node
 from .ops.common import prod
 from .types import is_float
@@ -45,17 +46,6 @@ def _compare(op: str) -> Converter:
     return convert
 
 
-def _logical(op: str) -> Converter:
-    def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
-        if any(x.dtype != "bool" for x in xs):
-            raise b.unsupported(eqn.primitive.name, "smelt has logical ops on bool only, not "
-                                "bitwise ops on integers; compare to get bools first")
-        return b.make(op, *xs)
-
-    convert.__name__ = f"convert_{op}"
-    return convert
-
-
 def _unary(op: str) -> Converter:
     def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
         return b.make(op, xs[0])
@@ -67,14 +57,6 @@ def _unary(op: str) -> Converter:
 def _pow(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     x, y = xs
     return b.make("pow", x, _cast(b, y, x.dtype))
-
-
-def _rem(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
-    """Integer remainder with the dividend's sign: a - b * (a / b), division truncated."""
-    x, y = xs
-    if is_float(x.dtype):
-        raise b.unsupported("rem", "smelt has no floating-point remainder (fmod) op")
-    return b.make("sub", x, b.make("mul", b.make("div", x, y), y))
 
 
 def _square(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
@@ -206,15 +188,6 @@ def _reduce(op: str) -> Converter:
 def _argmax(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     (axis,) = eqn.params["axes"]
     out = b.make("argmax", xs[0], axis=int(axis))
-    return _cast(b, out, smelt_dtype(eqn.params["index_dtype"], b.source))
-
-
-def _argmin(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
-    if not is_float(xs[0].dtype):
-        raise b.unsupported("argmin", "argmin is argmax(-x) only for floats; negate "
-                            "integers in a wider dtype first")
-    (axis,) = eqn.params["axes"]
-    out = b.make("argmax", b.make("neg", xs[0]), axis=int(axis))  # -x is exact, ties kept
     return _cast(b, out, smelt_dtype(eqn.params["index_dtype"], b.source))
 
 
@@ -365,11 +338,9 @@ def _inline(b: _Builder, eqn: Any, xs: list[Node]) -> list[Node]:
 CONVERTERS: dict[str, Converter] = {
     # arithmetic and comparisons
     "add": _arith("add"), "sub": _arith("sub"), "mul": _arith("mul"), "div": _arith("div"),
-    "max": _arith("maximum"), "min": _arith("minimum"), "pow": _pow, "rem": _rem,
+    "max": _arith("maximum"), "min": _arith("minimum"), "pow": _pow,
     "eq": _compare("equal"), "ne": _compare("not_equal"), "lt": _compare("less"),
     "le": _compare("less_equal"), "gt": _compare("greater"), "ge": _compare("greater_equal"),
-    "and": _logical("logical_and"), "or": _logical("logical_or"),
-    "not": _logical("logical_not"),
     # unary math
     "neg": _unary("neg"), "abs": _unary("abs"), "exp": _unary("exp"), "log": _unary("log"),
     "tanh": _unary("tanh"), "logistic": _unary("sigmoid"), "sqrt": _unary("sqrt"),
@@ -380,7 +351,7 @@ CONVERTERS: dict[str, Converter] = {
     # contractions, reductions, windows
     "dot_general": _dot_general, "conv_general_dilated": _conv,
     "reduce_sum": _reduce("reduce_sum"), "reduce_max": _reduce("reduce_max"),
-    "reduce_min": _reduce("reduce_min"), "argmax": _argmax, "argmin": _argmin,
+    "reduce_min": _reduce("reduce_min"), "argmax": _argmax,
     "reduce_window_max": _reduce_window("max"), "reduce_window_sum": _reduce_window("sum"),
     # shapes and data movement
     "broadcast_in_dim": _broadcast_in_dim, "reshape": _reshape_prim,
@@ -388,6 +359,9 @@ CONVERTERS: dict[str, Converter] = {
     "split": _split, "slice": _slice_prim, "dynamic_slice": _dynamic_slice, "iota": _iota,
     # gather, scatters, dynamic_update_slice, rev, pad: jax_indexing.py
     **CONVERTERS_INDEXING,
+    # inverse and hyperbolic functions, rem, bitwise ops, prod/any/all/argmin, scans, sort,
+    # top_k: jax_math.py
+    **CONVERTERS_MATH,
     # identities and calls
     "stop_gradient": _identity, "copy": _identity,  # lax.copy_p is named "copy"
     "optimization_barrier": _identity,

@@ -42,7 +42,8 @@ def _f(x, v):
 # -- unary ---------------------------------------------------------------------------------
 def _float_fn(name: str, fn, doc: str) -> None:
     def ref(x):
-        return np.asarray(fn(x)).astype(x.dtype, copy=False)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN, +-inf
+            return np.asarray(fn(x)).astype(x.dtype, copy=False)
 
     ref.__doc__ = doc
     defop(name, ("x",), float_unary, category="elementwise")(ref)
@@ -128,7 +129,8 @@ def elu(x, *, alpha, scale, input_scale):
     """torch._refs.nn.functional.elu: where(x > 0, scale x,
     (alpha scale) expm1(x input_scale)), alpha scale taken in float64 and rounded once.
     selu is elu with torch's alpha and scale constants; celu is scale 1, input_scale 1/alpha."""
-    negative = np.expm1(x * _f(x, input_scale)).astype(x.dtype) * _f(x, alpha * scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        negative = np.expm1(x * _f(x, input_scale)).astype(x.dtype) * _f(x, alpha * scale)
     return np.where(x > 0, x * _f(x, scale), negative)
 
 
@@ -171,7 +173,8 @@ def fmod(a, b):
     """torch.fmod: a - trunc(a / b) b, the sign of a (C's fmod; integers: C's %)."""
     if np.issubdtype(a.dtype, np.integer):
         return np.fmod(a, _safe_divisor(a, b)).astype(a.dtype, copy=False)
-    return np.fmod(a, b)
+    with np.errstate(invalid="ignore"):  # fmod(x, 0) and fmod(inf, y) are NaN
+        return np.fmod(a, b)
 
 
 @defop("remainder", ("a", "b"), _numeric_binary, category="elementwise")
@@ -183,7 +186,8 @@ def remainder(a, b):
     if np.issubdtype(a.dtype, np.integer):
         b = _safe_divisor(a, b)
     flip = (r != 0) & ((r < 0) != (b < 0))
-    return np.where(flip, r + b, r).astype(r.dtype, copy=False)
+    with np.errstate(invalid="ignore"):  # inf + -inf where flip is false
+        return np.where(flip, r + b, r).astype(r.dtype, copy=False)
 
 
 for _name, _fn, _doc in [("bitwise_and", np.bitwise_and, "torch.bitwise_and: a & b"),
