@@ -16,8 +16,11 @@ What each ATen op becomes:
   index; select_scatter is slice_scatter of one position. masked_scatter: positions
   cumsum(mask) - 1 into the flattened source, taken and placed with where.
 - as_strided: `take` of the flattened input at a constant index (offset + sum i_d
-  stride_d). Exact for a contiguous input with storage offset 0, which is how every value
-  lives in a smelt graph (torch.export gives as_strided the tensor itself).
+  stride_d). as_strided reads torch's storage, so this is exact when the input is
+  contiguous with storage offset 0. A converter sees the output's metadata only, not the
+  input's strides: an input smelt built from a torch view that moves elements in storage
+  (a transpose, a slice, an expand, directly or under reshapes) is refused; a strided
+  tensor from a compute op that kept its input's strides would go unnoticed.
 - diagonal, flip, unfold: `take` at a constant index (diagonal over the two axes merged);
   repeat: reshape, expand, reshape; copy(dst, src): src cast to dst's dtype and broadcast
   to its shape; fill: a constant (scalar fill) or the 0-d value broadcast.
@@ -210,8 +213,23 @@ def _flat_take(b: Builder, x: Node, index: np.ndarray) -> Node:
     return b.make("take", flat, _const(index, "int64"), axis=0)
 
 
+#: smelt ops from torch views whose storage is not the value in row-major order from 0
+_STRIDED_VIEWS = ("transpose", "slice", "expand", "split", "project")
+_SAME_STORAGE = ("reshape", "flatten", "squeeze", "unsqueeze")
+
+
+def _strided_view(x: Node) -> bool:
+    while x.op in _SAME_STORAGE:
+        x = x.inputs[0]
+    return x.op in _STRIDED_VIEWS
+
+
 @aten("as_strided", "as_strided_copy")
 def _as_strided(b: Builder, out, x, size, stride, storage_offset=None):
+    if _strided_view(x):
+        raise _Unsupported(f"as_strided of a strided view (smelt built it with {x.op}): it "
+                           "reads torch's storage, whose order is not the view's; call "
+                           ".contiguous() before as_strided")
     offset = int(storage_offset or 0)
     index = np.full(tuple(size), offset, dtype=np.int64)
     for d, (n, s) in enumerate(zip(size, stride, strict=True)):

@@ -261,3 +261,10 @@ def test_factory_converters_compute_what_torch_computes() -> None:
     assert float(ATEN["scalar_tensor"](b, None, 2.5).value) == 2.5
     with pytest.raises(Exception, match="computed from data"):
         ATEN["full"](b, None, [2], Node.input("v", ()))
+
+
+def test_as_strided_of_a_strided_view_is_refused() -> None:
+    """as_strided reads storage: on a transpose, torch reads the elements in the order
+    before the transpose, which the smelt value no longer has."""
+    with pytest.raises(UnsupportedOpError, match="strided view"):
+        smelt.trace(Fn(lambda x: torch.as_strided((x * 2).t(), (2, 3), (1, 2), 1) + 1), (X,))
