@@ -18,8 +18,7 @@ for every target. Nothing here imports a target folder.
     module.py      `to_relax`
 """
 
-from . import ops, packed, qarith, quant  # noqa: F401  (register the generic entries)
-from . import indexing  # noqa: F401,I001  (gather, scatter, index, index_put)
+from . import indexing, ops, packed, qarith, quant  # noqa: F401  (register the generic entries)
 
 # isort: split
 from . import math  # noqa: F401  (ir/ops/math.py)
