@@ -17,10 +17,12 @@ What each ATen op becomes:
   cumsum(mask) - 1 into the flattened source, taken and placed with where.
 - as_strided: `take` of the flattened input at a constant index (offset + sum i_d
   stride_d). as_strided reads torch's storage, so this is exact when the input is
-  contiguous with storage offset 0. A converter sees the output's metadata only, not the
-  input's strides: an input smelt built from a torch view that moves elements in storage
-  (a transpose, a slice, an expand, directly or under reshapes) is refused; a strided
-  tensor from a compute op that kept its input's strides would go unnoticed.
+  laid out densely from storage offset 0: the frontend hands converters the operands' fake
+  tensors (`Builder.operand_values`), whose strides say in which axis order the storage
+  holds them (a transposed layout is transposed back first); any other input is refused.
+  Without them (a frontend that has none), an input smelt built from a view that moves
+  elements in storage (a transpose, a slice, an expand, directly or under reshapes) is
+  refused.
 - diagonal, flip, unfold: `take` at a constant index (diagonal over the two axes merged);
   repeat: reshape, expand, reshape; copy(dst, src): src cast to dst's dtype and broadcast
   to its shape; fill: a constant (scalar fill) or the 0-d value broadcast.
@@ -218,6 +220,21 @@ _STRIDED_VIEWS = ("transpose", "slice", "expand", "split", "project")
 _SAME_STORAGE = ("reshape", "flatten", "squeeze", "unsqueeze")
 
 
+def storage_order(val: Any) -> tuple[int, ...] | None:
+    """The axes of a torch tensor from outermost to innermost in its storage, when it fills
+    its storage densely from offset 0 (any permutation of a contiguous layout); else None."""
+    if val.storage_offset() != 0:
+        return None
+    sizes, strides = tuple(val.shape), tuple(val.stride())
+    order = tuple(sorted(range(len(sizes)), key=lambda d: (-strides[d], d)))
+    step = 1
+    for d in reversed(order):
+        if sizes[d] != 1 and strides[d] != step:
+            return None
+        step *= sizes[d]
+    return order
+
+
 def _strided_view(x: Node) -> bool:
     while x.op in _SAME_STORAGE:
         x = x.inputs[0]
@@ -226,7 +243,16 @@ def _strided_view(x: Node) -> bool:
 
 @aten("as_strided", "as_strided_copy")
 def _as_strided(b: Builder, out, x, size, stride, storage_offset=None):
-    if _strided_view(x):
+    val = b.operand_values[0] if b.operand_values else None
+    if val is not None:
+        order = storage_order(val)
+        if order is None:
+            raise _Unsupported("as_strided of a tensor that does not fill its storage from the "
+                               "start (a slice, an expand): it reads torch's storage, which "
+                               "holds more than the tensor; call .contiguous() before it")
+        if order != tuple(range(len(order))):  # laid out transposed: storage = that order
+            x = b.make("transpose", x, perm=order)
+    elif _strided_view(x):  # no strides to read: judge by how smelt built x
         raise _Unsupported(f"as_strided of a strided view (smelt built it with {x.op}): it "
                            "reads torch's storage, whose order is not the view's; call "
                            ".contiguous() before as_strided")

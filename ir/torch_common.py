@@ -65,6 +65,9 @@ class Builder:
     names: dict[Node, str] = field(default_factory=dict)
     sources: dict[Node, str] = field(default_factory=dict)
     source: str | None = None  # the source line of the op being converted
+    #: torch's values (fake tensors) of the operands of the op being converted, where the
+    #: frontend has them (torch.export): strides and storage offsets a converter may need
+    operand_values: tuple[Any, ...] = ()
 
     def note(self, node: Node, name: str | None = None) -> Node:
         if name and node not in self.names and node.op not in ("input",):

@@ -19,6 +19,8 @@ import torch
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
+from .aten_coverage import OUT_OF_SCOPE
+from .aten_indexing import UNINITIALIZED
 from .errors import SmeltError, UnsupportedOpError
 from .graph import Graph
 from .node import Node
@@ -163,16 +165,19 @@ def _convert_call(b: Builder, node: torch.fx.Node, env: dict[str, Any]) -> Any:
             raise SmeltError(f"{node.name}: a result smelt does not compute is used")
         return value
     b.source = source_line(node.meta.get("stack_trace"))
+    b.operand_values = tuple(a.meta.get("val") if isinstance(a, torch.fx.Node) else None
+                             for a in node.args)
     out = node.meta.get("val")
     packet = getattr(node.target, "overloadpacket", None)
     op_name = packet.__name__ if packet is not None else str(node.target)
     converter = ATEN.get(op_name)
     kwargs.pop("device", None), kwargs.pop("layout", None), kwargs.pop("pin_memory", None)
-    if _all_constant((args, kwargs)):
+    if _all_constant((args, kwargs)) and op_name not in UNINITIALIZED:
         folded = _fold(node, args, kwargs)
         return b.note(folded, node.name) if isinstance(folded, Node) else folded
     if converter is None:
-        raise UnsupportedOpError(str(node.target), b.source, "torch.export")
+        raise UnsupportedOpError(str(node.target), b.source, "torch.export",
+                                 OUT_OF_SCOPE.get(op_name, ""))
     try:
         result = converter(b, out, *args, **kwargs)
     except _Unsupported as e:

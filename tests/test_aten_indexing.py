@@ -263,8 +263,17 @@ def test_factory_converters_compute_what_torch_computes() -> None:
         ATEN["full"](b, None, [2], Node.input("v", ()))
 
 
-def test_as_strided_of_a_strided_view_is_refused() -> None:
-    """as_strided reads storage: on a transpose, torch reads the elements in the order
-    before the transpose, which the smelt value no longer has."""
-    with pytest.raises(UnsupportedOpError, match="strided view"):
-        smelt.trace(Fn(lambda x: torch.as_strided((x * 2).t(), (2, 3), (1, 2), 1) + 1), (X,))
+def test_as_strided_reads_a_transposed_layout_as_torch_does() -> None:
+    """as_strided reads storage: on a transpose (a view, or a compute op keeping its input's
+    layout), torch reads the elements in the order before the transpose."""
+    for fn in (lambda x: torch.as_strided((x * 2).t(), (2, 3), (1, 2), 1) + 1,
+               lambda x: torch.as_strided(x.t(), (3, 2), (2, 1), 1)):
+        graph = smelt.trace(Fn(fn), (X,))
+        np.testing.assert_array_equal(smelt.interpret(graph, X)[0], fn(X).numpy())
+
+
+def test_as_strided_of_a_slice_is_refused() -> None:
+    """A slice does not fill its storage from the start: as_strided would read elements
+    outside the tensor."""
+    with pytest.raises(UnsupportedOpError, match="does not fill its storage"):
+        smelt.trace(Fn(lambda x: torch.as_strided(x[1:], (2, 2), (1, 2)) + 1), (X,))
