@@ -832,6 +832,7 @@ def _compare(fn: Callable) -> Case:
 
 from cases_indexing import CASES_INDEXING, DATA_CHECKED  # noqa: E402  (needs Case, Example)
 from cases_math import CASES_MATH  # noqa: E402  (needs Case, Example)
+from cases_spatial import CASES_SPATIAL  # noqa: E402  (needs Case, Example)
 
 CASES: dict[str, Case] = {
     "add": _binary(torch.add),
@@ -922,6 +923,7 @@ CASES: dict[str, Case] = {
        for op, (examples, fn, exact, term) in QUANT_CASES.items()},
     **CASES_INDEXING,
     **CASES_MATH,
+    **CASES_SPATIAL,
 }
 
 

@@ -80,6 +80,7 @@ from smelt.ir.ops.common import norm_axis, prod
 from smelt.ir.ops.fused import ACTIVATION_OPS, split_operands
 from smelt.ir.ops.qarith import rescale_plan
 from smelt.ir.ops.quant import channel, clamp_bounds
+from smelt.ir.ops.resample import resize_plan
 
 Array = Any
 #: ops the builders handle themselves (graph inputs, constants), not by a table entry
@@ -105,6 +106,8 @@ BACKEND = (
     "avg_pool2d", "adaptive_avg_pool2d", "take", "row_scatter_add", "pad",
     "take_along_axis", "scatter", "index_put",
     "fmod", "cumsum", "cumprod", "sort",
+    "conv3d", "conv_transpose", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "grid_sample",
 )
 
 
@@ -524,6 +527,25 @@ def linear24(xp: ModuleType, x: Array, values: Array, meta: Array,
     return xp.linear(x, w, bias)
 
 
+# -- resampling (ir/ops/resample.py) -------------------------------------------------------
+def resize(xp: ModuleType, x: Array, *, size: tuple[int, ...], mode: str, align_corners: bool,
+           scales: tuple[float, ...]) -> Array:
+    """The reference's taps (resize_plan), constants: per axis, sum_t w[t] take(x, idx[t])."""
+    attrs = dict(size=size, mode=mode, align_corners=align_corners, scales=scales)
+    y = x
+    for axis, idx, w in resize_plan(tuple(x.shape), attrs):
+        out = None
+        for t in range(len(idx)):
+            part = xp.take(y, xp.asarray(idx[t]), axis=axis)
+            if w is not None:
+                shape = [1] * len(x.shape)
+                shape[axis] = -1
+                part = part * xp.asarray(w[t].reshape(shape), dtype=x.dtype)
+            out = part if out is None else out + part
+        y = out
+    return y
+
+
 # -- the table -----------------------------------------------------------------------------
 #: op -> the namespace function of the same meaning (the array API's name where it has one)
 LIBRARY: dict[str, str] = {
@@ -545,6 +567,9 @@ LIBRARY: dict[str, str] = {
                          "tan", "ceil", "trunc", "expm1", "log1p", "log2", "log10", "isnan",
                          "isinf", "atan2", "bitwise_and", "bitwise_or", "bitwise_xor",
                          "logical_xor", "sort")},
+    **{op: op for op in ("conv3d", "conv_transpose", "max_pool3d", "avg_pool3d",
+                         "adaptive_avg_pool3d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+                         "grid_sample")},
 }
 #: op -> its entry written above, a function of (xp, *operands, **attrs)
 FORMULAS: dict[str, Callable[..., Any]] = {
@@ -563,6 +588,7 @@ FORMULAS: dict[str, Callable[..., Any]] = {
     "sign": sign, "bitwise_not": bitwise_not, "elu": elu, "fmod": fmod, "remainder": remainder,
     "reduce_prod": reduce_prod, "reduce_any": reduce_any, "reduce_all": reduce_all,
     "cumsum": cumsum, "cumprod": cumprod,
+    "resize": resize,
 }
 
 

@@ -256,3 +256,16 @@ def index_put(x: jax.Array, key: tuple, values: jax.Array, /, *,
     """x.at[key].set (or .add); out-of-range updates are dropped."""
     at = x.at[key]
     return at.add(values, mode="drop") if accumulate else at.set(values, mode="drop")
+
+
+# conv3d, conv_transpose, 3-d and adaptive max pooling, grid_sample (jax_spatial.py)
+from smelt.backends.interop.jax_spatial import (  # noqa: E402,F401,I001
+    adaptive_avg_pool3d,
+    adaptive_max_pool2d,
+    adaptive_max_pool3d,
+    avg_pool3d,
+    conv3d,
+    conv_transpose,
+    grid_sample,
+    max_pool3d,
+)

@@ -178,3 +178,16 @@ def index_put(x: torch.Tensor, key: tuple, values: torch.Tensor, /, *,
     """aten.index_put: `key` holds index tensors and whole slices (None for aten)."""
     return torch.ops.aten.index_put(x, [None if isinstance(k, slice) else k for k in key],
                                     values, accumulate)
+
+
+# conv3d, conv_transpose, 3-d and adaptive max pooling, grid_sample (torch_spatial.py)
+from smelt.backends.interop.torch_spatial import (  # noqa: E402,F401,I001
+    adaptive_avg_pool3d,
+    adaptive_max_pool2d,
+    adaptive_max_pool3d,
+    avg_pool3d,
+    conv3d,
+    conv_transpose,
+    grid_sample,
+    max_pool3d,
+)

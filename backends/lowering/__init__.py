@@ -10,6 +10,7 @@ for every target. Nothing here imports a target folder.
     te_kernels.py  hand-written TE kernels where TVM's op disagrees with the reference
     math.py        elementwise math, bitwise ops, prod/any/all, scans and sort
     indexing.py    gather, scatter, index, index_put as TE kernels
+    spatial.py     conv3d, conv_transpose, 3-d and adaptive pooling, resize, grid_sample
     quant.py       quantize, dequantize, requantize, integer contractions
     qarith.py      qadd, qmean
     int8_sums.py   the uint8 x int8 form of integer contractions the targets' kernels share
@@ -19,6 +20,9 @@ for every target. Nothing here imports a target folder.
 """
 
 from . import indexing, ops, packed, qarith, quant  # noqa: F401  (register the generic entries)
+
+# isort: split
+from . import spatial  # noqa: F401  (ir/ops/spatial.py, resample.py)
 
 # isort: split
 from . import math  # noqa: F401  (ir/ops/math.py)

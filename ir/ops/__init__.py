@@ -12,7 +12,9 @@ from . import (  # noqa: F401  (each module registers its ops)
     qarith,
     quant,
     reduce,
+    resample,  # resize, grid_sample
     shape,
     sources,
     sparse,  # linear24: 2:4-compressed weights
+    spatial,  # conv3d, conv_transpose, 3-d and adaptive max pooling
 )
