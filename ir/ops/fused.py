@@ -85,9 +85,9 @@ def _epilogue_infer(product: Callable[[list[TensorType], dict], TensorType],
     def infer(types: list[TensorType], attrs: dict) -> TensorType:
         if len(types) > 3 + attrs["residual"]:
             raise TypeInferenceError("a fourth input is the residual: set residual=True")
-        bias, res = split_operands(tuple(types[2:]), attrs["residual"])
-        if attrs["residual"] and res is None:
+        if attrs["residual"] and len(types) < 3:
             raise TypeInferenceError("residual=True needs a residual input")
+        bias, res = split_operands(tuple(types[2:]), attrs["residual"])
         if attrs["activation"] not in ("none", "relu", "relu6") and not is_float(types[0].dtype):
             raise TypeInferenceError(f"activation {attrs['activation']} needs a float dtype, "
                                      f"got {types[0].dtype}")
