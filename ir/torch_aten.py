@@ -128,10 +128,11 @@ def _where(b: Builder, out, cond, x, y):
 @aten("convolution")
 def _convolution(b: Builder, out, x, w, bias, stride, padding, dilation, transposed,
                  output_padding, groups):
-    if transposed:
-        raise _unsupported("transposed convolution")
-    if w.tensor_type.rank != 4:
-        raise _unsupported(f"{w.tensor_type.rank - 2}-d convolution (only 2-d is mapped)")
+    if transposed or w.tensor_type.rank != 4:  # 1-d, 3-d, transposed: aten_spatial.py
+        from .aten_spatial import convolution_nd
+
+        return convolution_nd(b, x, w, bias, stride, padding, dilation, transposed,
+                              output_padding, groups)
     inputs = (x, w) if bias is None else (x, w, bias)
     return b.make("conv2d", *inputs, stride=stride, padding=padding, dilation=dilation,
                   groups=groups)
@@ -167,6 +168,9 @@ def _addmm(b: Builder, out, bias, x, y, beta=1, alpha=1):
 
 @aten("_native_batch_norm_legit_no_training")
 def _bn(b: Builder, out, x, weight, bias, mean, var, momentum, eps):
+    if x.op == "squeeze" and x.inputs[0].op == "conv2d":  # a 1-d conv (aten_spatial.py):
+        y = _bn(b, out, x.inputs[0], weight, bias, mean, var, momentum, eps)[0]  # normalize
+        return (b.make("squeeze", y, **x.attrs), None, None)  # its 2-d form, so fold-bn folds
     args = [x, mean, var] + ([weight, bias] if weight is not None else [])
     if weight is None and bias is not None:
         raise _unsupported("batch norm with a bias but no weight")
@@ -379,8 +383,11 @@ def _max_pool(b: Builder, out, x, kernel, stride=(), padding=0, dilation=1, ceil
 @aten("avg_pool2d")
 def _avg_pool(b: Builder, out, x, kernel, stride=(), padding=0, ceil_mode=False,
               count_include_pad=True, divisor_override=None):
-    if divisor_override is not None:
-        raise _unsupported("avg_pool2d with divisor_override")
+    if divisor_override is not None:  # avg_pool3d on a unit axis (aten_spatial.py)
+        from .aten_spatial import avg_pool2d_divisor
+
+        return avg_pool2d_divisor(b, x, kernel, stride, padding, ceil_mode,
+                                  count_include_pad, divisor_override)
     return b.make("avg_pool2d", x, kernel=kernel, stride=stride or kernel, padding=padding,
                   ceil_mode=ceil_mode, count_include_pad=count_include_pad)
 
@@ -411,3 +418,5 @@ from . import aten_indexing  # noqa: E402,F401
 
 # isort: split
 from . import aten_math  # noqa: E402,F401
+# isort: split
+from . import aten_spatial  # noqa: E402,F401

@@ -27,7 +27,14 @@ from .node import Node
 from .torch_aten import ATEN, _Unsupported, check_against
 from .torch_common import Builder, TraceError, smelt_dtype, source_line, tensor_constant
 
-KEEP = ("linear", "silu", "hardswish", "hardsigmoid")
+KEEP = ("linear", "silu", "hardswish", "hardsigmoid",
+        # resizing, reflect / edge padding, im2col / col2im: one op each (aten_spatial.py,
+        # torch_aten.py), not the index arithmetic the decompositions write
+        "upsample_nearest1d", "upsample_nearest3d", "upsample_linear1d", "upsample_trilinear3d",
+        "upsample_bicubic2d", "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
+        "_upsample_nearest_exact3d", "reflection_pad1d", "reflection_pad2d",
+        "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d",
+        "im2col", "col2im")
 
 
 def decomposition_table(keep: Sequence[str] = KEEP) -> dict:
