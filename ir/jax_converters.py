@@ -22,6 +22,7 @@ from .jax_builder import (  # noqa: F401
 )
 from .jax_indexing import CONVERTERS_INDEXING
 from .jax_math import CONVERTERS_MATH
+from .jax_spatial import CONVERTERS_SPATIAL
 from .node import Node
 from .ops.common import prod
 from .types import is_float
@@ -148,33 +149,6 @@ def _dot_general(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     return _reshape(b, b.make("matmul", x, y), out_shape)
 
 
-def _conv(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
-    """Any 2-D layout to NCHW x OIHW by transposes (a constant kernel is folded), conv2d,
-    and the NCHW result transposed to the requested output layout."""
-    p = eqn.params
-    lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
-    pads = [tuple(int(v) for v in pair) for pair in p["padding"]]
-    if len(lhs_spec) != 4:
-        raise b.unsupported("conv_general_dilated", "only 2-D convolutions are supported; "
-                            "add a unit spatial axis for 1-D")
-    if any(d != 1 for d in p["lhs_dilation"]) or p["batch_group_count"] != 1:
-        raise b.unsupported("conv_general_dilated", "input dilation (transposed convolution) "
-                            "and batch_group_count > 1 have no smelt op")
-    if any(v < 0 for pair in pads for v in pair):
-        raise b.unsupported("conv_general_dilated", "negative padding; slice the input first")
-    dtype = _out_dtype(eqn)
-    lhs, rhs = (_cast(b, x, dtype) for x in xs)
-    x = _transpose(b, lhs, lhs_spec)
-    if rhs.is_constant:
-        w = b.fold(rhs, rhs_spec, [rhs.shape[d] for d in rhs_spec])
-    else:
-        w = _transpose(b, rhs, rhs_spec)
-    y = b.make("conv2d", x, w, stride=tuple(p["window_strides"]),
-               padding=(pads[0][0], pads[1][0], pads[0][1], pads[1][1]),
-               dilation=tuple(p["rhs_dilation"]), groups=int(p["feature_group_count"]))
-    return _transpose(b, y, np.argsort(out_spec).tolist())
-
-
 # -- reductions ----------------------------------------------------------------------------
 def _reduce(op: str) -> Converter:
     def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
@@ -189,60 +163,6 @@ def _argmax(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     (axis,) = eqn.params["axes"]
     out = b.make("argmax", xs[0], axis=int(axis))
     return _cast(b, out, smelt_dtype(eqn.params["index_dtype"], b.source))
-
-
-def _window_layout(b: _Builder, eqn: Any, x: Node) -> tuple[tuple[int, ...], list[int]]:
-    """(perm to NCHW, the two spatial axes) for a rank-4 window over axes (2, 3) or (1, 2)."""
-    p = eqn.params
-    name = eqn.primitive.name
-    if len(x.shape) != 4 or any(d != 1 for d in p["base_dilation"]):
-        raise b.unsupported(name, "only 2-D windows over a rank-4 input, without base "
-                            "dilation, map to smelt pooling")
-    active = {i for i in range(4) if p["window_dimensions"][i] != 1 or p["window_strides"][i]
-              != 1 or tuple(p["padding"][i]) != (0, 0) or p["window_dilation"][i] != 1}
-    if active <= {2, 3}:
-        return (0, 1, 2, 3), [2, 3]
-    if active <= {1, 2}:
-        return (0, 3, 1, 2), [1, 2]
-    raise b.unsupported(name, f"the window covers axes {sorted(active)}; smelt pools the "
-                        "two spatial axes of NCHW or NHWC only")
-
-
-def _reduce_window(kind: str) -> Converter:
-    """reduce_window_max -> max_pool2d; reduce_window_sum -> avg_pool2d * window size."""
-
-    def convert(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
-        p, x = eqn.params, xs[0]
-        perm, sp = _window_layout(b, eqn, x)
-        kernel = tuple(int(p["window_dimensions"][i]) for i in sp)
-        stride = tuple(int(p["window_strides"][i]) for i in sp)
-        dilation = tuple(int(p["window_dilation"][i]) for i in sp)
-        pads = [tuple(int(v) for v in p["padding"][i]) for i in sp]
-        if kind == "sum" and (dilation != (1, 1) or not is_float(x.dtype)):
-            raise b.unsupported(eqn.primitive.name, "window sums map to avg_pool2d, which "
-                                "takes float inputs and no window dilation")
-        y = _transpose(b, x, perm)
-        fits = all(lo == hi and 2 * lo <= k for (lo, hi), k in zip(pads, kernel, strict=True))
-        padding = tuple(lo for lo, _ in pads) if fits else (0, 0)
-        if not fits:
-            y = b.make("pad", y, pads=(0, 0, 0, 0) + pads[0] + pads[1], value=_fill(kind, x))
-        if kind == "max":
-            y = b.make("max_pool2d", y, kernel=kernel, stride=stride, padding=padding,
-                       dilation=dilation)
-        else:
-            y = b.make("avg_pool2d", y, kernel=kernel, stride=stride, padding=padding,
-                       count_include_pad=True)
-            y = b.make("mul", y, b.const(prod(kernel), y.dtype))
-        return _transpose(b, y, np.argsort(perm).tolist())
-
-    convert.__name__ = f"convert_reduce_window_{kind}"
-    return convert
-
-
-def _fill(kind: str, x: Node) -> float:
-    if kind == "sum":
-        return 0.0
-    return -np.inf if is_float(x.dtype) else float(np.iinfo(np.dtype(x.dtype)).min)
 
 
 # -- shapes -------------------------------------------------------------------------------
@@ -349,10 +269,9 @@ CONVERTERS: dict[str, Converter] = {
     "erfc": _erfc, "square": _square, "integer_pow": _integer_pow,
     "select_n": _select_n, "clamp": _clamp, "convert_element_type": _convert_element_type,
     # contractions, reductions, windows
-    "dot_general": _dot_general, "conv_general_dilated": _conv,
+    "dot_general": _dot_general,
     "reduce_sum": _reduce("reduce_sum"), "reduce_max": _reduce("reduce_max"),
     "reduce_min": _reduce("reduce_min"), "argmax": _argmax,
-    "reduce_window_max": _reduce_window("max"), "reduce_window_sum": _reduce_window("sum"),
     # shapes and data movement
     "broadcast_in_dim": _broadcast_in_dim, "reshape": _reshape_prim,
     "transpose": _transpose_prim, "squeeze": _squeeze, "concatenate": _concatenate,
@@ -362,6 +281,9 @@ CONVERTERS: dict[str, Converter] = {
     # inverse and hyperbolic functions, rem, bitwise ops, prod/any/all/argmin, scans, sort,
     # top_k: jax_math.py
     **CONVERTERS_MATH,
+    # conv_general_dilated (1-3 d, input dilation), reduce_window_max/sum (1-3 d):
+    # jax_spatial.py
+    **CONVERTERS_SPATIAL,
     # identities and calls
     "stop_gradient": _identity, "copy": _identity,  # lax.copy_p is named "copy"
     "optimization_barrier": _identity,
