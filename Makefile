@@ -5,6 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)
+# the versions the tests pass with (pip constraints: they pin, they install nothing)
+CONSTRAINTS := constraints.txt
+# torchvision's CUDA-only wheel imports on the CPU torch through this hook, in every process of
+# the venv (transformers imports torchvision): benchmarks/zoo_torchvision.py says how and why
+TORCHVISION_PTH = "$$($(1) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/smelt-zoo-torchvision.pth"
 
 .PHONY: setup demo test lint bench clean toolchain
 
@@ -24,11 +29,12 @@ toolchain:
 	  { echo "error: could not install $(ARM_PACKAGES) with apt-get; install them, then run make again" >&2; exit 1; }; \
 	fi
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(PIP_FLAGS) "torch==2.13.0"
-	$(PY) -m pip install --quiet $(PIP_FLAGS) -e ".[torch,jax,tvm,dev,bench]"
+	$(PY) -m pip install --quiet $(PIP_FLAGS) -c $(CONSTRAINTS) "torch==2.13.0"
+	$(PY) benchmarks/zoo_torchvision.py > $(call TORCHVISION_PTH,$(PY))
+	$(PY) -m pip install --quiet $(PIP_FLAGS) -c $(CONSTRAINTS) -e ".[torch,jax,tvm,dev,bench,zoo]"
 	touch $(STAMP)
 
 demo: setup
