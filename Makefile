@@ -10,8 +10,11 @@ CONSTRAINTS := constraints.txt
 # torchvision's CUDA-only wheel imports on the CPU torch through this hook, in every process of
 # the venv (transformers imports torchvision): benchmarks/zoo_torchvision.py says how and why
 TORCHVISION_PTH = "$$($(1) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/smelt-zoo-torchvision.pth"
+# the zoo sweep against the newest releases, apart from the pinned venv
+NEWEST := build/venv-newest
+ZOO_FLAGS ?=
 
-.PHONY: setup demo test lint bench clean toolchain
+.PHONY: setup demo test lint bench clean toolchain zoo zoo-newest
 
 # Cross toolchain and emulator for the microcontroller backend (target="c"), from Debian.
 ARM_TOOLS := arm-none-eabi-gcc qemu-system-arm
@@ -45,6 +48,21 @@ test: setup
 
 bench: setup
 	$(PY) -m benchmarks.cpu_latency
+
+# every torchvision classification model, a timm sample, transformers architectures (hours)
+zoo: setup
+	$(PY) -m benchmarks.model_zoo $(ZOO_FLAGS)
+
+# the same sweep in a venv of the newest releases of the zoo packages (torch stays smelt's)
+zoo-newest:
+	$(PYTHON) -m venv $(NEWEST)
+	$(NEWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(NEWEST)/bin/python -m pip install --quiet $(PIP_FLAGS) "torch==2.13.0"
+	$(NEWEST)/bin/python benchmarks/zoo_torchvision.py > $(call TORCHVISION_PTH,$(NEWEST)/bin/python)
+	$(NEWEST)/bin/python -m pip install --quiet $(PIP_FLAGS) -e ".[torch,tvm,zoo]" matplotlib
+	$(NEWEST)/bin/python -m pip install --quiet $(PIP_FLAGS) --upgrade "torch==2.13.0" \
+	  transformers timm torchvision huggingface-hub safetensors tokenizers
+	$(NEWEST)/bin/python -m benchmarks.model_zoo --newest $(ZOO_FLAGS)
 
 lint: setup
 	$(PY) -m ruff check ir rewrite passes backends smelt tests benchmarks
