@@ -91,6 +91,9 @@ def plan(graph: Graph, activations: bool, describe, ops: tuple[str, ...] = QUANT
                          "contraction and epilogue are quantized as separate ops")
         elif n.op == "batch_norm":
             notes.append(f"{describe(n)} stays float: run fold-bn before quantize")
+        elif n.op in ("conv3d", "conv_transpose"):
+            notes.append(f"{describe(n)} stays float: quantize maps 2-d (and 1-d) convolutions, "
+                         "linear and matmul")
     if not activations:
         return Plan([], layers, notes)
     wanted: list[Node] = []

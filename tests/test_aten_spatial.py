@@ -295,3 +295,26 @@ def test_passes_leave_the_new_ops_working() -> None:
     assert got.shape == want.shape and np.isfinite(got).all()
     scale = float(np.abs(want).max())
     assert float(np.abs(got - want).max()) <= 0.1 * scale
+    notes = " ".join(quantized.report.passes[0].notes)
+    assert "conv3d" in notes and "conv_transpose" in notes and "stays float" in notes
+    pruned = smelt.Pipeline("fold-bn,prune-channels(ratio=0.25)").run(graph).report.passes[1]
+    assert "conv_transpose is not understood" in " ".join(pruned.notes)  # said, not crashed
+
+
+class Channelwise(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.interpolate(torch.relu(self.c1(x)), scale_factor=2, mode="bilinear")
+        y = F.max_pool3d(F.adaptive_max_pool2d(y, 5).unsqueeze(2), (1, 2, 2)).squeeze(2)
+        return self.c2(y)
+
+
+def test_pruning_passes_through_channelwise_spatial_ops() -> None:
+    """resize and the new pooling ops keep channels: pruning c1 prunes c2's inputs."""
+    model, x = seeded(Channelwise()), floats(1, 3, 6, 6)
+    result = smelt.Pipeline("prune-channels(ratio=0.25)").run(smelt.trace(model, (x,)))
+    c2 = next(n for n in result.graph.nodes() if n.op == "conv2d" and n.shape[1] == 4)
+    assert c2.inputs[1].shape[1] == 6, result.report
