@@ -160,6 +160,35 @@ def test_a_rule_that_raises_is_passed_over_and_reported() -> None:
             schedule_cuda(kernels(), tgt, rules=(_Crashes(),))
 
 
+class _Unbound:
+    """A schedule rule with a bug: it accepts every kernel and binds no thread."""
+
+    def apply(self, func, target, tunable):
+        from tvm import s_tir
+
+        return s_tir.Schedule(func)
+
+
+def test_a_schedule_that_does_not_build_is_passed_over() -> None:
+    """With check_build, a rule's schedule TVM cannot build counts as that rule failing;
+    the last rule (LoopFallback) takes every kernel, the reductions with index-dependent
+    windows dlight cannot normalize among them (adaptive pooling)."""
+    import tvm
+
+    from smelt.backends.cuda.loop_fallback import LoopFallback
+
+    tgt = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
+    x = smelt.ir.Node.input("x", (2, 3, 7, 5), "float32")
+    pool = smelt.Graph([x], [smelt.ir.Node.make("adaptive_avg_pool2d", [x], output_size=[3, 2])])
+    with tgt:
+        mod = fuse_kernels()(to_relax(pool, "cuda"))
+        _, used, failed = schedule_cuda(mod, tgt, rules=(_Unbound(), LoopFallback()),
+                                        check_build=True)
+    assert set(used.values()) == {"LoopFallback"}
+    assert all(set(f) == {"_Unbound"} for f in failed.values()) and failed
+    assert smelt.compile(pool, "cuda").kernels == {"adaptive_avg_pool2d": "LoopFallback"}
+
+
 def _record(kind: bytes, body: bytes) -> bytes:
     return struct.pack("<Q", len(kind)) + kind + struct.pack("<Q", len(body)) + body
 

@@ -27,16 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import tvm
+import tvm_ffi
 from tvm.s_tir import dlight as dl
 
 from smelt.ir.errors import SmeltError
 
 from ..relax_pipeline import finish_for_vm, fuse_kernels
+from .loop_fallback import LoopFallback
 from .toolchain import CUDABuildError
 
-#: tried in order, first accepting rule wins; Fallback accepts any elementwise/injective nest
+#: tried in order, first accepting rule wins; dlight's Fallback takes any nest it can
+#: normalize, LoopFallback (loop_fallback.py) every other one
 GPU_RULES = (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
-             dl.gpu.Fallback())
+             dl.gpu.Fallback(), LoopFallback())
 
 #: nvcc flags beside -gencode; no --use_fast_math: its exp/div/erf miss the 1e-4 budget
 NVCC_FLAGS = ("--fatbin", "-O3", "--expt-relaxed-constexpr",
@@ -63,12 +66,15 @@ class CudaBuild:
     rule_failures: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target, rules: tuple = GPU_RULES
+def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target, rules: tuple = GPU_RULES,
+                  check_build: bool = False
                   ) -> tuple[tvm.IRModule, dict[str, str], dict[str, dict[str, str]]]:
     """Schedule every kernel with the first rule that accepts it. A rule that raises on a
     kernel (dlight's Matmul on a convolution with a pad epilogue did) is passed over for the
-    next one, and what it raised is kept. Returns the module, kernel -> rule, and kernel ->
-    {rule: its error's first line} for the rules that failed."""
+    next one, and what it raised is kept; with `check_build`, so is a rule whose schedule
+    TVM then fails to build (dlight's Fallback inlining a reduction into a select did).
+    Returns the module (updated in place), kernel -> rule, and kernel -> {rule: its error's
+    last line} for the rules that failed."""
     used: dict[str, str] = {}
     failed: dict[str, dict[str, str]] = {}
     updates = {}
@@ -89,7 +95,12 @@ def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target, rules: tuple = G
             if space is None:
                 continue
             sch = space[0] if isinstance(space, list) else space
-            updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+            scheduled = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+            why = _build_error(name, scheduled, target) if check_build else None
+            if why is not None:
+                failed.setdefault(name, {})[type(rule).__name__] = why
+                continue
+            updates[gv] = scheduled
             used[name] = type(rule).__name__
             break
         else:
@@ -104,19 +115,47 @@ def schedule_cuda(mod: tvm.IRModule, target: tvm.target.Target, rules: tuple = G
     return mod, used, failed
 
 
+def _build_error(name: str, func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> str | None:
+    """Why TVM cannot build the scheduled kernel alone for `target` (None: it can)."""
+    bound: list = []
+    tvm_ffi.structural_walk(func.body, [(tvm.tirx.For, lambda f: bound.append(
+        f.kind == tvm.tirx.ForKind.THREAD_BINDING))], order="post")
+    if not any(bound):  # alone it would build as host code; in the model it runs on the GPU
+        return "no loop is bound to GPU threads"
+    try:
+        kernel = func.with_attr("global_symbol", name).with_attr("target", target)
+        tvm.compile(tvm.IRModule({name: kernel}), target=target)
+    except Exception as e:  # TVM raises TypeError, RuntimeError... on a bad schedule
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        return lines[-1][:300]
+    return None
+
+
 def build_cuda(mod: tvm.IRModule, target: tvm.target.Target, nvcc: Path) -> CudaBuild:
-    """A Relax module (from `to_relax`) -> VM executable + fatbin built with `nvcc`."""
+    """A Relax module (from `to_relax`) -> VM executable + fatbin built with `nvcc`. Where
+    the scheduled module does not build, every kernel is scheduled again with its schedule
+    checked by building it alone, so a rule whose schedule breaks is passed over."""
     with tvm.transform.PassContext(opt_level=3), target:
-        mod = fuse_kernels()(mod)
-        mod, kernels, failed = schedule_cuda(mod, target)
-        executable = tvm.compile(finish_for_vm(cuda_graph=True)(mod), target,
-                                 relax_pipeline=None)
+        unscheduled = fuse_kernels()(mod)
+        mod, kernels, failed = schedule_cuda(_copy(unscheduled), target)
+        try:
+            executable = tvm.compile(finish_for_vm(cuda_graph=True)(mod), target,
+                                     relax_pipeline=None)
+        except Exception:  # a schedule TVM cannot build: find it, and take the next rule
+            mod, kernels, failed = schedule_cuda(_copy(unscheduled), target, check_build=True)
+            executable = tvm.compile(finish_for_vm(cuda_graph=True)(mod), target,
+                                     relax_pipeline=None)
     source = cuda_source(executable.mod)
     arch = str(target.attrs["arch"])
     start = time.perf_counter()
     fatbin = build_fatbin(source, arch, nvcc)
     return CudaBuild(executable, source, fatbin, arch, kernels, global_kernels(source),
                      time.perf_counter() - start, failed)
+
+
+def _copy(mod: tvm.IRModule) -> tvm.IRModule:
+    return tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs,
+                        global_infos=mod.global_infos)
 
 
 def device_module(lib: Any) -> Any:
