@@ -13,7 +13,8 @@ and sort, reference-exact on every target.
   minimum % -1 traps in C) become 1, and both give 0, as the reference does.
 - reduce_any / reduce_all are max / min over the bool values as uint8. A reduction over an
   empty axis is its identity (1, False, True) filled in: TVM's reduction kernels never run
-  their init when there is nothing to reduce, and leave the output unwritten.
+  their init when there is nothing to reduce, and leave the output unwritten. An empty
+  output is the empty input reshaped (`empty_like`).
 - cumsum, cumprod and sort are the row kernels of scan_kernels.py (a merge sort whose
   compare ranks NaN above +inf), not TVM's: its CPU argsort is a runtime library call a
   microcontroller does not have, and orders NaN arbitrarily; its scans have no blocks for
@@ -25,7 +26,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from tvm import relax, tirx
+import numpy as np
+from tvm import relax, te, tirx
 
 from smelt.ir.node import Node
 from smelt.ir.types import is_float
@@ -74,16 +76,6 @@ def is_inf(x: PrimExpr) -> PrimExpr:
     return tirx.Or(tirx.EQ(x, K.const(math.inf, dt)), tirx.EQ(x, K.const(-math.inf, dt)))
 
 
-def times(x: PrimExpr, c: float) -> PrimExpr:
-    """x * c, c a constant of x's dtype. TVM folds x * 0 to 0; IEEE gives NaN for an
-    infinite or NaN x, and a zero signed as x's sign times c's."""
-    dt = K.dtype_of(x)
-    if c != 0:
-        return x * K.const(c, dt)
-    zero = tirx.copysign(K.const(0, dt), x if math.copysign(1, c) > 0 else -x)
-    return tirx.Select(tirx.Or(tirx.isnan(x), is_inf(x)), K.const(math.nan, dt), zero)
-
-
 def elementwise(op: str, fn: Callable[..., PrimExpr]) -> None:
     """Register `op` as the elementwise kernel of the scalar formula `fn`."""
     register(op, lambda bb, n, xs: pointwise(bb, n, xs, fn))
@@ -117,15 +109,22 @@ elementwise("bitwise_not", bitwise_not)
 
 @lowers("elu")
 def _elu(bb, n: Node, xs):
+    """where(x > 0, scale x, expm1(input_scale x) alpha scale). The three coefficients are
+    0-d constant operands, not literals: TVM's C generator prints a literal with 7 digits
+    (1.050701e+00 for selu's scale), and its simplifier folds x * 0 to 0 (inf * 0 is NaN)."""
     a = n.attrs
+    wide = "float64" if n.dtype == "float64" else "float32"
+    coefficients = [relax.const(np.asarray(c, wide), wide)
+                    for c in (a["input_scale"], a["scale"], a["alpha"] * a["scale"])]
     expm1 = libm("expm1")
 
-    def fn(x: PrimExpr) -> PrimExpr:
+    def fn(x: PrimExpr, inner: PrimExpr, positive: PrimExpr, negative: PrimExpr) -> PrimExpr:
         dt = K.dtype_of(x)
-        negative = times(expm1(times(x, a["input_scale"])), a["alpha"] * a["scale"])
-        return tirx.Select(x > K.const(0, dt), times(x, a["scale"]), negative)
+        v = x if dt == wide else x.astype(wide)
+        y = tirx.Select(v > K.const(0, wide), v * positive, expm1(v * inner) * negative)
+        return y if dt == wide else y.astype(dt)
 
-    return pointwise(bb, n, xs, widened(fn))
+    return pointwise(bb, n, [xs[0], *coefficients], fn)
 
 
 # -- binary --------------------------------------------------------------------------------
@@ -196,8 +195,24 @@ def _over_nothing(n: Node) -> bool:
 IDENTITY = {"reduce_prod": 1, "reduce_any": False, "reduce_all": True}
 
 
+def empty_like(bb, n: Node, x):
+    """n's empty output from the empty x of its dtype in one reshape, a view on the CPU and
+    in CUDA (no zero-size constant: it would not serialize; no reduction kernel: one over
+    nothing fails in C). Relax reads a 0 in a reshape's shape as "x's size at that index",
+    right where x is empty there too; one other empty axis is written -1."""
+    x_shape = n.inputs[0].shape
+    shape = [d if d or (i < len(x_shape) and x_shape[i] == 0) else -1
+             for i, d in enumerate(n.shape)]
+    if shape.count(-1) <= 1:
+        return R.reshape(x, shape)
+    return bb.call_te(lambda t: te.compute(n.shape, lambda *i: K.const(0, n.dtype),
+                                           name=f"{n.op}_out"), x, primfunc_name_hint=n.op)
+
+
 @lowers("reduce_prod", "reduce_any", "reduce_all")
 def _reduce(bb, n: Node, xs):
+    if n.tensor_type.size == 0:  # an empty output, from the empty input
+        return empty_like(bb, n, xs[0])
     if _over_nothing(n):
         return R.full(n.shape, relax.const(IDENTITY[n.op], n.dtype), n.dtype)
     axes, keep = _axes(n), n.attrs["keepdims"]
@@ -215,7 +230,8 @@ def _rows(n: Node, axis: int) -> tuple[int, int, int]:
 
 
 def _call_rows(bb, func, name: str, x, rows: tuple[int, int, int], dtype: str):
-    """func over x viewed as rows (before, n, after); the result as x's shape."""
+    """func over x (not empty) viewed as rows (before, n, after), a (before, n, after)
+    result."""
     gv = bb.add_func(func, name)
     flat = bb.emit(R.reshape(x, rows))
     out = bb.emit(relax.call_tir(gv, [flat], relax.TensorType(rows, dtype)))
@@ -224,6 +240,8 @@ def _call_rows(bb, func, name: str, x, rows: tuple[int, int, int], dtype: str):
 
 @lowers("cumsum", "cumprod")
 def _scan(bb, n: Node, xs):
+    if n.tensor_type.size == 0:
+        return xs[0]
     rows = _rows(n, n.attrs["axis"] % n.tensor_type.rank)
     func = K_scan.scan(*rows, n.dtype, multiply=n.op == "cumprod")
     return R.reshape(_call_rows(bb, func, n.op, xs[0], rows, n.dtype), n.shape)
@@ -233,6 +251,8 @@ def _scan(bb, n: Node, xs):
 def _sort(bb, n: Node, xs):
     x = n.inputs[0].tensor_type
     axis = n.attrs["axis"] % x.rank
+    if x.size == 0:  # (no zero-size constant: it would not serialize)
+        return relax.Tuple([xs[0], bb.emit(R.astype(xs[0], "int64"))])
     rows = _rows(n, axis)
     keys = xs[0] if x.dtype != "bool" else bb.emit(R.astype(xs[0], "uint8"))  # no bool <
     func = K_scan.merge_sort(*rows, "uint8" if x.dtype == "bool" else x.dtype,
