@@ -192,6 +192,13 @@ def test_resize(name: str) -> None:
     traced(module, floats(*shape), ops={"resize"}, exact="nearest" in name)
 
 
+@pytest.mark.parametrize("layer", [nn.PixelShuffle(2), nn.PixelUnshuffle(2),
+                                   nn.ChannelShuffle(2)], ids=lambda m: type(m).__name__)
+def test_shuffles_decompose_into_data_movement(layer: nn.Module) -> None:
+    """torch's decompositions write these as reshape and permute already."""
+    traced(layer, floats(1, 8, 4, 6), ops={"transpose"}, exact=True)
+
+
 # -- normalization -------------------------------------------------------------------------
 NORMS = {
     "group_norm": (lambda: nn.GroupNorm(2, 6), (2, 6, 3, 4)),
