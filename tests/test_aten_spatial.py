@@ -13,6 +13,8 @@ bound), and a pass that cannot handle an op leaves it as it is.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -325,3 +327,29 @@ def test_pruning_passes_through_channelwise_spatial_ops() -> None:
     result = smelt.Pipeline("prune-channels(ratio=0.25)").run(smelt.trace(model, (x,)))
     c2 = next(n for n in result.graph.nodes() if n.op == "conv2d" and n.shape[1] == 4)
     assert c2.inputs[1].shape[1] == 6, result.report
+
+
+# -- bad input -----------------------------------------------------------------------------
+def _x(*shape: int) -> smelt.Node:
+    return smelt.Node.input(f"x{len(shape)}", shape, "float32")
+
+
+BAD_BUILDS = [
+    (lambda: smelt.Node.make("conv_transpose", [_x(1, 2, 4), _x(2, 3, 3)], stride=[2],
+                             output_padding=[2]), "output_padding [2] must be smaller"),
+    (lambda: smelt.Node.make("conv3d", [_x(1, 2, 4, 4, 4), _x(3, 2, 3, 3, 3)],
+                             padding=[1, 1]), "padding must have 1, 3 or 6 values"),
+    (lambda: smelt.Node.make("resize", [_x(1, 2, 4, 4)], size=[8, 8], mode="nearest",
+                             align_corners=True), "align_corners applies to linear and cubic"),
+    (lambda: smelt.Node.make("resize", [_x(1, 2, 4, 4)], size=[8]), "1 to 3 spatial axes"),
+    (lambda: smelt.Node.make("grid_sample", [_x(1, 2, 4, 4), _x(2, 3, 3, 2)]),
+     "(N, Ho, Wo, 2) grid of the same N"),
+    (lambda: smelt.Node.make("avg_pool3d", [_x(1, 1, 4, 4, 4)], kernel=[2], divisor=0),
+     "divisor must not be zero"),
+]
+
+
+@pytest.mark.parametrize("build, fragment", BAD_BUILDS, ids=[f for _, f in BAD_BUILDS])
+def test_bad_builds_say_what_is_wrong(build, fragment: str) -> None:
+    with pytest.raises(smelt.TypeInferenceError, match=re.escape(fragment)):
+        build()
