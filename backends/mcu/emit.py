@@ -201,6 +201,11 @@ def _step(seq: CallSequence, plan: MemoryPlan, step: Step, i: int,
                       "    if (status != 0) return status;", "  }"])
 
 
+def _nbytes(v: View) -> int:
+    """The tensor's bytes (0 for a zero-size one, whose buffer still holds one element)."""
+    return int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize
+
+
 def _main_c(seq: CallSequence, board: Board) -> str:
     lines = ["/* Test harness: reads input<i>.bin, runs the model, writes output<i>.bin and",
              " * ticks.bin (SysTick ticks of the run; 0 on the host). */",
@@ -208,20 +213,20 @@ def _main_c(seq: CallSequence, board: Board) -> str:
              HARNESS_IO_HOST if board.is_host else HARNESS_IO_SEMIHOST]
     for kind, views in (("in", seq.inputs), ("out", seq.outputs)):
         for i, v in enumerate(views):
-            n = max(int(np.prod(v.shape, dtype=np.int64)), 1)
+            n = max(int(np.prod(v.shape, dtype=np.int64)), 1)  # a zero-size one gets 1
             lines.append(f"static _Alignas(16) {c_type(v.dtype)} {kind}{i}[{n}];")
     args = [f"in{i}" for i in range(len(seq.inputs))]
     args += [f"out{i}" for i in range(len(seq.outputs))]
     lines += ["", "int main(void) {"]
-    for i in range(len(seq.inputs)):
-        lines += [f'  if (smelt_read("input{i}.bin", in{i}, sizeof in{i}) != 0) {{',
+    for i, v in enumerate(seq.inputs):
+        lines += [f'  if (smelt_read("input{i}.bin", in{i}, {_nbytes(v)}u) != 0) {{',
                   f'    smelt_say("smelt: cannot read input{i}.bin\\n");', "    return 2;",
                   "  }"]
     lines += ["  smelt_timer_start();", f"  int32_t status = smelt_model_run({', '.join(args)});",
               "  uint64_t ticks = smelt_timer_ticks();", "  if (status != 0) {",
               '    smelt_say("smelt: a kernel failed\\n");', "    return 3;", "  }"]
-    for i in range(len(seq.outputs)):
-        lines += [f'  if (smelt_write("output{i}.bin", out{i}, sizeof out{i}) != 0) return 4;']
+    for i, v in enumerate(seq.outputs):
+        lines += [f'  if (smelt_write("output{i}.bin", out{i}, {_nbytes(v)}u) != 0) return 4;']
     lines += ['  if (smelt_write("ticks.bin", &ticks, sizeof ticks) != 0) return 4;',
               "  return 0;", "}", ""]
     return "\n".join(lines)

@@ -27,9 +27,9 @@ from tvm import relax, tirx
 
 from smelt.ir.graph import Graph
 
-from ..lowering import to_relax
+from ..lowering import LoweringError, to_relax
 from ..relax_pipeline import fuse_kernels
-from . import lowering  # noqa: F401  (the C target's entries)
+from . import c_intrinsics, lowering  # noqa: F401  (C math rules, the C target's entries)
 from .memory_plan import align_up
 from .schedule_c import schedule_kernels
 
@@ -71,11 +71,32 @@ def lower_graph(graph: Graph, checks: bool = False, schedule: bool = True) -> Ke
     rules: dict[str, str | None] = dict.fromkeys(funcs)
     if schedule:
         funcs, rules = schedule_kernels(funcs)
-    tir = tvm.IRModule({name: f.with_attr("global_symbol", name) for name, f in funcs.items()})
-    with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": not checks}):
-        source = fix_literals(tvm.compile(tir, target=c_target()).mod.inspect_source())
+    source = fix_literals(c_source(funcs, checks))
     return Kernels(mod["main"], source, tuple(sorted(funcs)), elementwise,
                    workspace_bytes(source), rules)
+
+
+def c_source(funcs: dict[str, tirx.PrimFunc], checks: bool) -> str:
+    """TVM's C for the kernels; a kernel its C generator cannot take raises a LoweringError
+    naming it (each is built alone to find which)."""
+    def build(kernels: dict[str, tirx.PrimFunc]) -> str:
+        tir = tvm.IRModule({n: f.with_attr("global_symbol", n) for n, f in kernels.items()})
+        with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": not checks}):
+            return tvm.compile(tir, target=c_target()).mod.inspect_source()
+
+    try:
+        return build(funcs)
+    except RuntimeError:  # TVM's errors: find the kernels that fail, and say why
+        failures = []
+        for name, func in funcs.items():
+            try:
+                build({name: func})
+            except RuntimeError as e:
+                failures.append(f"{name}: {str(e).strip().splitlines()[-1]}")
+        raise LoweringError("TVM's C code generator cannot build these kernels for the c "
+                            "target: " + "; ".join(failures) + ". Compile the graph for "
+                            "'cpu' instead, or rewrite the op it comes from into ops the C "
+                            "target takes.") from None
 
 
 _NONFINITE = {  # TVM's C generator prints these as bare words, which no C header defines

@@ -22,13 +22,14 @@ import numpy as np
 
 from smelt.ir.errors import InterpretError
 from smelt.ir.graph import Graph
+from smelt.ir.types import TensorType
 
 from ..build_cache import graph_key
-from ..targets import check_options
+from ..targets import TargetError, check_options
 from .aot import CallSequence, call_sequence
 from .boards import Board, get_board
 from .build import Sizes, build, sizes
-from .emit import write_project
+from .emit import C_TYPES, write_project
 from .kernels_c import lower_graph
 from .memory_plan import MemoryPlan, plan_memory
 from .run import run
@@ -106,10 +107,22 @@ class CModule:
         return "\n".join(lines)
 
 
+def check_dtypes(graph: Graph) -> None:
+    """The C target computes in the C types of emit.C_TYPES: float16, bfloat16 and 4-bit
+    values have none (and Cortex-M4/M7 no half-precision arithmetic)."""
+    found = sorted({n.dtype for n in graph.nodes() if isinstance(n.type, TensorType)
+                    and n.dtype not in C_TYPES})
+    if found:
+        raise TargetError(f"the c target builds float32, float64, integer and bool graphs; "
+                          f"this one has {', '.join(found)} tensors. Cast the model to float32 "
+                          "before tracing (model.float()), or quantize it to int8.")
+
+
 def compile_c(graph: Graph, board: str | None = None, out_dir: str | Path | None = None,
               **unknown: Any) -> CModule:
     """Generate, build and measure the C project of `graph` for `board`."""
     check_options("c", unknown, OPTIONS)
+    check_dtypes(graph)
     spec = get_board(board)
     key = (graph_key(graph), spec.name, str(out_dir))
     if key in _CACHE and _CACHE[key].project.is_dir():

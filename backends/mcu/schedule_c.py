@@ -19,7 +19,6 @@ loops and no attribute. Each primitive runs on a copy, so a failed one leaves no
 
 from __future__ import annotations
 
-import tvm
 from tvm import s_tir, tirx
 
 SCHEDULE_ATTR = "smelt.schedule_c"
@@ -59,8 +58,8 @@ def _try(sch: s_tir.Schedule, step) -> s_tir.Schedule | None:
     trial = sch.copy()
     try:
         step(trial)
-    except (tvm.error.TVMError, ValueError):
-        return None
+    except (RuntimeError, ValueError):  # TVM's ScheduleError and InternalError are
+        return None  # RuntimeErrors
     return trial
 
 
@@ -112,8 +111,11 @@ def _decompose(sch: s_tir.Schedule) -> tuple[s_tir.Schedule, bool]:
         blk = sch.get_sblock(name)
         if not _is_reduction(sch, blk) or sch.get(blk).init is None:
             continue
-        n = len(_spatial_loops(sch, blk))
-        if not n or n == len(sch.get_loops(blk)):
+        loops = sch.get_loops(blk)
+        if len(loops) != len(_iter_kinds(sch, blk)):
+            continue  # not one loop per iterator: leave it
+        n = len(_spatial_loops(sch, blk))  # 0 for a full reduction: the init goes first
+        if n == len(loops):
             continue
 
         def step(s, b=name, i=n):
