@@ -105,3 +105,30 @@ def test_constant_subcomputations_fold_at_trace_time() -> None:
     # the rotary tables and the causal mask are computed from buffers only: no sin/cos/triu
     assert "sin" not in ops and "cos" not in ops
     assert ops["linear"] == 7 and ops["softmax"] == 1
+
+
+# -- the core ATen opset -------------------------------------------------------------------
+def test_every_core_aten_op_is_mapped_or_out_of_scope() -> None:
+    """torch's core opset (ops tagged torch.Tag.core): each packet has a converter or a reason
+    in OUT_OF_SCOPE. A torch release adding a core op fails this until one is written."""
+    from smelt.ir.aten_coverage import coverage
+
+    report = coverage()
+    assert report["missing"] == [], f"core ATen ops neither mapped nor listed: {report['missing']}"
+
+
+def test_out_of_scope_ops_are_core_ops_without_a_converter() -> None:
+    from smelt.ir.aten_coverage import OUT_OF_SCOPE, core_packets
+    from smelt.ir.torch_aten import ATEN
+
+    assert set(OUT_OF_SCOPE) <= core_packets()
+    assert not set(OUT_OF_SCOPE) & set(ATEN)
+
+
+def test_an_out_of_scope_op_says_why() -> None:
+    class Noisy(torch.nn.Module):
+        def forward(self, x):
+            return torch.nonzero(x > 0)
+
+    with pytest.raises(smelt.UnsupportedOpError, match="depends on the values"):
+        smelt.trace(Noisy(), (torch.randn(4),))
