@@ -7,7 +7,7 @@ What each ATen op becomes (ir/ops/math.py holds the new smelt ops):
   to torch's result dtype first (an integer tensor's acos is float32). On integer or bool
   tensors ceil and trunc are the tensor itself, sign of bool too; isnan and isinf are
   False. logical_xor, any and all read a non-bool operand as x != 0 (NaN is true).
-- exp2: pow(2, x).
+- exp2: pow(2, x). rrelu (eval): leaky_relu with slope (lower + upper) / 2, as torch.
 - prod -> reduce_prod, cumsum -> cumsum, cumprod -> cumprod, after the cast to torch's
   result dtype (int64 for bool and integers, or the `dtype` argument).
 - any / all (.default, .dim, .dims) -> reduce_any / reduce_all (any.dims with an empty list
@@ -97,6 +97,15 @@ def _bitwise_not(b: Builder, out, x: Node) -> Node:
 def _elu(b: Builder, out, x: Node, alpha=1.0, scale=1.0, input_scale=1.0) -> Node:
     return b.make("elu", x, alpha=float(alpha), scale=float(scale),
                   input_scale=float(input_scale))
+
+
+@aten("rrelu_with_noise_functional")
+def _rrelu(b: Builder, out, x: Node, noise: Node, lower=0.125, upper=1.0 / 3.0,
+           training=False, generator=None) -> tuple[Node, Node]:
+    """nn.RReLU in eval mode: leaky_relu with the mean slope (lower + upper) / 2."""
+    if training:
+        raise _Unsupported("rrelu in training mode (random slopes); call model.eval()")
+    return b.make("leaky_relu", x, alpha=(float(lower) + float(upper)) / 2), noise
 
 
 @aten("exp2")
