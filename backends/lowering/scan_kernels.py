@@ -16,7 +16,12 @@ serially, left to right.
   one strictly precedes it, so equal keys keep their index order in both directions. The
   order and the scratch row are the block's own buffers (a GPU schedule binds only blocks
   that do not read what they write); TVM moves those past 1 KiB to workspace memory on
-  the CPU and in C. Positions are int32; indices are written int64 at the end.
+  the CPU and in C, while on a GPU they are a thread's local memory (8 bytes an element:
+  rows up to ~64k elements fit CUDA's 512 KiB a thread). Positions are int32; indices are
+  written int64 at the end.
+
+Measured on the CPU (one thread a row): a 100,000-element float32 row sorts in 69 ms, 64
+rows of 1,000 in 23 ms.
 """
 
 from __future__ import annotations

@@ -118,11 +118,7 @@ def bitwise_not(x):
     return np.invert(x)
 
 
-def _elu_infer(types: list[TensorType], attrs: dict) -> TensorType:
-    return float_unary(types, attrs)
-
-
-@defop("elu", ("x",), _elu_infer, category="elementwise",
+@defop("elu", ("x",), float_unary, category="elementwise",
        attrs={"alpha": AttrSpec("float", 1.0), "scale": AttrSpec("float", 1.0),
               "input_scale": AttrSpec("float", 1.0)})
 def elu(x, *, alpha, scale, input_scale):
