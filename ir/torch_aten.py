@@ -414,9 +414,5 @@ def check_against(node: Node, out: Any, b: Builder) -> Node:
 
 __all__ = ["ATEN", "check_against", "_Unsupported"]
 
-from . import aten_indexing  # noqa: E402,F401
-
-# isort: split
-from . import aten_math  # noqa: E402,F401
-# isort: split
-from . import aten_spatial  # noqa: E402,F401
+# the op families' converters register into ATEN (they import it from here)
+from . import aten_indexing, aten_math, aten_spatial  # noqa: E402,F401
