@@ -26,6 +26,10 @@ DATA_DEPENDENT = ("its output's shape depends on the values (smelt's shapes are 
                   "compile time); compute it outside the graph, or use a fixed-size form "
                   "(e.g. a mask and `where` instead of `nonzero`)")
 COMPLEX = "complex tensors: smelt has no complex dtypes; keep FFTs outside the graph"
+IN_PLACE = ("resizes its input's storage in place; an exported (functionalized) inference graph "
+            "has no such mutation: build the tensor at its final size")
+LAYOUT_QUERY = ("a question about memory layout answered while tracing (it returns a SymBool, "
+                "no tensor); smelt's tensors are always contiguous")
 
 #: core ATen op packets smelt does not map, and why
 OUT_OF_SCOPE: dict[str, str] = {
@@ -43,14 +47,19 @@ OUT_OF_SCOPE: dict[str, str] = {
     "nonzero": DATA_DEPENDENT,
     "_fft_r2c": COMPLEX,
     "_fft_c2r": COMPLEX,
+    "resize_": IN_PLACE,
+    "sym_is_contiguous": LAYOUT_QUERY,
 }
 
 
 @cache
 def core_packets() -> frozenset[str]:
-    """The names of the aten op packets with an overload tagged `core`."""
+    """The names of the aten op packets with an overload tagged `core`. Taken from the
+    dispatcher's registry: `dir(torch.ops.aten)` lists only the packets touched so far."""
     names = set()
-    for name in dir(torch.ops.aten):
+    registered = {op.split("::", 1)[1].split(".", 1)[0]
+                  for op in torch._C._dispatch_get_all_op_names() if op.startswith("aten::")}
+    for name in sorted(registered):
         packet = getattr(torch.ops.aten, name, None)
         if not isinstance(packet, torch._ops.OpOverloadPacket):
             continue

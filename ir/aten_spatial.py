@@ -119,6 +119,28 @@ def _adaptive_avg3d(b: Builder, out, x, output_size):
     return x if size == x.shape[2:] else b.make("adaptive_avg_pool3d", x, output_size=size)
 
 
+@aten("avg_pool1d")
+def _avg_pool1d(b: Builder, out, x, kernel, stride=(), padding=0, ceil_mode=False,
+                count_include_pad=True):
+    """(N, C, L) -> avg_pool2d over (N, C, 1, L) with a unit kernel height, squeezed."""
+    y = b.make("avg_pool2d", b.make("unsqueeze", x, axes=(2,)),
+               kernel=(1, *_as_list(kernel, 1)), stride=(1, *_as_list(stride or kernel, 1)),
+               padding=(0, *_as_list(padding, 1)), ceil_mode=ceil_mode,
+               count_include_pad=count_include_pad)
+    return b.make("squeeze", y, axes=(2,))
+
+
+@aten("adaptive_avg_pool1d")
+def _adaptive_avg1d(b: Builder, out, x, output_size):
+    """(N, C, L) -> adaptive_avg_pool2d over (N, C, 1, L) to (1, size), squeezed."""
+    size = _as_list(output_size, 1)
+    if size == x.shape[2:]:
+        return x
+    y = b.make("adaptive_avg_pool2d", b.make("unsqueeze", x, axes=(2,)),
+               output_size=(1, *size))
+    return b.make("squeeze", y, axes=(2,))
+
+
 @aten("adaptive_max_pool2d", "adaptive_max_pool3d")
 def _adaptive_max(b: Builder, out, x, output_size):
     n = x.tensor_type.rank - 2

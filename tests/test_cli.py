@@ -46,13 +46,13 @@ def unsupported():
     """A model that carries its example inputs, and uses an op smelt does not cover."""
     import torch
 
-    class Sorter(torch.nn.Module):
+    class Inverter(torch.nn.Module):
         example_inputs = (torch.randn(4),)
 
         def forward(self, x):
-            return torch.sort(x).values
+            return torch.linalg.inv(x.reshape(2, 2))
 
-    return Sorter()
+    return Inverter()
 '''
 
 
@@ -242,8 +242,8 @@ def test_bad_input_is_one_clear_error(work: Path, args, status, message) -> None
 def test_an_unsupported_op_names_the_op_and_the_line(work: Path) -> None:
     # the factory returns a model with an `example_inputs` attribute: tracing gets that far
     result = smelt_cli("compile", "models.py:unsupported", "--out", "o", cwd=work)
-    line = MODELS.splitlines().index("            return torch.sort(x).values") + 1
-    assert_clean_error(result, 1, "unsupported operation 'aten.sort.default'",
+    line = MODELS.splitlines().index("            return torch.linalg.inv(x.reshape(2, 2))") + 1
+    assert_clean_error(result, 1, "unsupported operation 'aten.linalg_inv_ex.default'",
                        f"models.py:{line}", "to do:")
 
 
