@@ -203,7 +203,10 @@ def collect(child: Child, stages: Sequence[str], timeout: float,
     results: dict[str, dict[str, Any]] = {}
     if child.progress.exists():
         for line in child.progress.read_text().splitlines():
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short where the child was stopped
+                continue
             results[rec.pop("stage")] = rec
     running = next((s for s, r in results.items() if r.get("status") == "running"), None)
     code = child.proc.returncode
