@@ -32,6 +32,7 @@ from tvm.s_tir import dlight as dl
 
 from smelt.ir.errors import SmeltError
 
+from ..float_literals import mark_module, unmark
 from ..relax_pipeline import finish_for_vm, fuse_kernels
 from .loop_fallback import LoopFallback
 from .toolchain import CUDABuildError
@@ -139,16 +140,16 @@ def build_cuda(mod: tvm.IRModule, target: tvm.target.Target, nvcc: Path) -> Cuda
         unscheduled = fuse_kernels()(mod)
         mod, kernels, failed = schedule_cuda(_copy(unscheduled), target)
         try:
-            executable = tvm.compile(finish_for_vm(cuda_graph=True)(mod), target,
+            executable = tvm.compile(finish_for_vm(cuda_graph=True)(mark_module(mod)), target,
                                      relax_pipeline=None)
         except Exception:  # a schedule TVM cannot build: find it, and take the next rule
             mod, kernels, failed = schedule_cuda(_copy(unscheduled), target, check_build=True)
-            executable = tvm.compile(finish_for_vm(cuda_graph=True)(mod), target,
+            executable = tvm.compile(finish_for_vm(cuda_graph=True)(mark_module(mod)), target,
                                      relax_pipeline=None)
-    source = cuda_source(executable.mod)
+    source = cuda_source(executable.mod)  # as TVM wrote it: the record the export swaps
     arch = str(target.attrs["arch"])
     start = time.perf_counter()
-    fatbin = build_fatbin(source, arch, nvcc)
+    fatbin = build_fatbin(unmark(source), arch, nvcc)  # float constants exact
     return CudaBuild(executable, source, fatbin, arch, kernels, global_kernels(source),
                      time.perf_counter() - start, failed)
 

@@ -27,6 +27,7 @@ from tvm import relax, tirx
 
 from smelt.ir.graph import Graph
 
+from ..float_literals import mark, unmark
 from ..lowering import LoweringError, to_relax
 from ..relax_pipeline import fuse_kernels
 from . import c_intrinsics, lowering  # noqa: F401  (C math rules, the C target's entries)
@@ -77,12 +78,14 @@ def lower_graph(graph: Graph, checks: bool = False, schedule: bool = True) -> Ke
 
 
 def c_source(funcs: dict[str, tirx.PrimFunc], checks: bool) -> str:
-    """TVM's C for the kernels; a kernel its C generator cannot take raises a LoweringError
-    naming it (each is built alone to find which)."""
+    """TVM's C for the kernels, float constants exact (float_literals.py); a kernel its C
+    generator cannot take raises a LoweringError naming it (each is built alone to find
+    which)."""
     def build(kernels: dict[str, tirx.PrimFunc]) -> str:
-        tir = tvm.IRModule({n: f.with_attr("global_symbol", n) for n, f in kernels.items()})
+        tir = tvm.IRModule({n: mark(f).with_attr("global_symbol", n)
+                            for n, f in kernels.items()})
         with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": not checks}):
-            return tvm.compile(tir, target=c_target()).mod.inspect_source()
+            return unmark(tvm.compile(tir, target=c_target()).mod.inspect_source())
 
     try:
         return build(funcs)
