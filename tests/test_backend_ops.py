@@ -136,7 +136,7 @@ def test_every_op_has_a_backend_case(op: str) -> None:
 
 
 @pytest.mark.parametrize("op", sorted(CASES))
-@settings(max_examples=25)
+@settings(max_examples=15)
 @given(data=st.data())
 def test_op_compiles_and_matches(op: str, data: st.DataObject) -> None:
     case = CASES[op]
