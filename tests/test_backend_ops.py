@@ -150,6 +150,28 @@ def test_op_compiles_and_matches(op: str, data: st.DataObject) -> None:
     check(graph, feed, ex, case, oracle="float32" if op == "cast" else "float64")
 
 
+CONSUMERS = {  # each reads tanh's value more than once
+    "leaky_relu": lambda t: Node.make("leaky_relu", [Node.make("leaky_relu", [t], alpha=0.1)],
+                                      alpha=0.2),
+    "square": lambda t: Node.make("mul", [t, t]),
+    "gelu": lambda t: Node.make("gelu", [t], approximate="none"),
+    "tanh of a square": lambda t: Node.make("tanh", [Node.make("mul", [t, t])]),
+}
+
+
+@pytest.mark.parametrize("consumer", sorted(CONSUMERS))
+def test_a_fused_chain_reads_its_producer_at_several_uses(consumer: str) -> None:
+    """tanh's kernel inlined into a consumer that reads it several times. tanh bound its
+    temporaries with Let, and inlined twice the same variable was defined twice: TVM refused
+    the kernel as ill-formed (the fuzzing issue's first finding, leaky_relu(leaky_relu(tanh)))."""
+    x = Node.input("x", (3, 8))
+    graph = Graph([x], [CONSUMERS[consumer](Node.make("tanh", [x]))])
+    feed = [np.linspace(-25, 25, 24, dtype=np.float32).reshape(3, 8)]
+    got = smelt.compile(graph, "cpu")(*feed)[0]
+    np.testing.assert_allclose(got, smelt.interpret(graph, *feed)[0], rtol=0,
+                               atol=8 * float(np.finfo(np.float32).eps))  # tanh: 2 ulp of 1
+
+
 @settings(max_examples=30)
 @given(graph=sst.graphs(sst.SUPPORTED_VOCABULARY, max_nodes=8))
 def test_every_kernel_has_a_schedule_rule(graph: Graph) -> None:
