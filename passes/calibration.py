@@ -39,7 +39,7 @@ from smelt.ir.node import Node
 from smelt.ir.types import TensorType, is_float
 from smelt.progress import Progress
 
-from .observers import Observer, ObserverError
+from .observers import NonFiniteError, Observer, ObserverError
 
 AUTO_BATCHES = 8  # progress=None shows a bar past this many batches
 AUTO_SECONDS = 0.5  # ... or when the first batch took longer than this
@@ -51,9 +51,12 @@ class CalibrationError(SmeltError, ValueError):
 
 
 def calibrate(graph: Graph, batches: Iterable[Any], observers: Mapping[Node, Observer], *,
-              progress: bool | None = None) -> dict[Node, Observer]:
+              progress: bool | None = None, nonfinite: set[Node] | None = None
+              ) -> dict[Node, Observer]:
     """Feed every observed node's value on every batch to its observer; returns
-    {node: observer} (the same, updated, observer objects)."""
+    {node: observer} (the same, updated, observer objects). A node whose value holds NaN or
+    an infinity raises NonFiniteError, unless a `nonfinite` set is given: then the node goes
+    into it, is observed no more, and is left out of the result."""
     _check_observers(graph, observers)
     if not observers:
         return {}
@@ -68,7 +71,7 @@ def calibrate(graph: Graph, batches: Iterable[Any], observers: Mapping[Node, Obs
         for i, batch in enumerate(batches):
             arrays = _bind(graph, batch, i)
             start = time.perf_counter()
-            interpret(needed, *arrays, observe=_feeder(graph, observers, i))
+            interpret(needed, *arrays, observe=_feeder(graph, observers, i, nonfinite))
             count += 1
             if i == 0 and progress is None and _slow(total, time.perf_counter() - start):
                 bar = stack.enter_context(Progress(total, "calibrate"))
@@ -78,7 +81,7 @@ def calibrate(graph: Graph, batches: Iterable[Any], observers: Mapping[Node, Obs
     if count == 0:
         raise CalibrationError("the calibration batches were empty; pass at least one batch "
                                "of inputs")
-    return dict(observers)
+    return {n: o for n, o in observers.items() if not nonfinite or n not in nonfinite}
 
 
 def _slow(total: int | None, first_s: float) -> bool:
@@ -125,15 +128,22 @@ def _cut(graph: Graph, observed: list[Node]) -> Graph:
     return Graph(graph.inputs, sinks, graph.name, graph.names, graph.sources)
 
 
-def _feeder(graph: Graph, observers: Mapping[Node, Observer], batch: int):
+def _feeder(graph: Graph, observers: Mapping[Node, Observer], batch: int,
+            nonfinite: set[Node] | None):
     wanted = {id(n): (n, obs) for n, obs in observers.items()}
 
     def observe(n: Node, value: Any) -> None:
         hit = wanted.get(id(n))
         if hit is None or (n.op == "constant" and batch > 0):
             return
+        if nonfinite is not None and n in nonfinite:
+            return
         try:
             hit[1].update(value)
+        except NonFiniteError as e:
+            if nonfinite is None:
+                raise NonFiniteError(f"{describe(graph, n)}, batch {batch}: {e}") from e
+            nonfinite.add(n)
         except ObserverError as e:
             raise ObserverError(f"{describe(graph, n)}, batch {batch}: {e}") from e
 

@@ -69,6 +69,10 @@ class ObserverError(SmeltError, ValueError):
     """An observer was asked for with a bad kind or option, or fed data it cannot use."""
 
 
+class NonFiniteError(ObserverError):
+    """An observer was fed NaN or infinite values (quantize leaves such a tensor float)."""
+
+
 # -- ranges and quantization parameters ------------------------------------------------------
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value; identity hashing
 class Range:
@@ -200,8 +204,8 @@ class Observer:
         lo = np.atleast_1d(np.min(a, axis=axes)).astype(np.float64)
         hi = np.atleast_1d(np.max(a, axis=axes)).astype(np.float64)
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-            raise ObserverError(f"{self!r} was given NaN or infinite values; calibration "
-                                "needs finite activations (check the inputs and the model)")
+            raise NonFiniteError(f"{self!r} was given NaN or infinite values; calibration "
+                                 "needs finite activations (check the inputs and the model)")
         self.channels = channels
         first = self.batches == 0
         self.seen_lo = lo if first else np.minimum(self.seen_lo, lo)

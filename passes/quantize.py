@@ -50,7 +50,7 @@ class QuantizationSetupError(PipelineParseError):
 
 
 def describe(graph: Graph, n: Node) -> str:
-    name = graph.names.get(n)
+    name = graph.names.get(n) or (n.attrs["name"] if n.op == "input" else None)
     where = graph.sources.get(n)
     return f"{n.op}" + (f" {name}" if name else "") + (f" ({where})" if where else "")
 
@@ -193,12 +193,18 @@ class Quantize(Pass):
                     f"quantize(scheme={self.scheme}) needs calibration batches for the "
                     "activation ranges: run the pipeline as pipeline(graph, calibration="
                     "batches), or choose a weight-only scheme (w8, w4a16)")
+        nonfinite: set[Node] = set()
         if ctx.calibration and observed:
             observers = {n: make_observer(self.observer, **self.observer_options)
                          for n in observed}
-            done = calibrate(graph, ctx.calibration, observers, progress=self.progress)
+            done = calibrate(graph, ctx.calibration, observers, progress=self.progress,
+                             nonfinite=nonfinite)
             ranges = {n: o.range() for n, o in done.items()}
         params = {}
+        for n in [s for s in p.sources if s in nonfinite]:  # an attention mask's -inf
+            p.notes.append(f"{describe(graph, n)} stays float: it holds NaN or infinite "
+                           "values (an attention mask's -inf), which no integer range covers")
+        p.sources = [s for s in p.sources if s not in nonfinite]
         for n in p.sources:
             if n.op == "constant":
                 v = np.asarray(n.value, np.float64)

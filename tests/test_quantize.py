@@ -16,6 +16,8 @@ from smelt import zoo
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 from smelt.ir.types import is_float
+from smelt.passes.calibration import calibrate
+from smelt.passes.observers import NonFiniteError, make_observer
 from smelt.passes.qdq_legality import legality
 from smelt.rewrite.contract import run64
 from smelt.rewrite.errors import PipelineParseError
@@ -194,6 +196,30 @@ def test_transformer_islands_are_reported_with_reasons() -> None:
 
 
 # -- errors ------------------------------------------------------------------------------------
+def test_a_tensor_holding_infinities_stays_float() -> None:
+    """An attention mask's -inf (transformers' masks, added to the scores): no integer range
+    covers it, so quantize leaves that tensor float with a note and quantizes the rest."""
+    rng = np.random.default_rng(0)
+    x, mask = Node.input("x", (4, 8)), Node.input("mask", (4, 4))
+    w1 = Node.constant(rng.normal(size=(8, 8)).astype(np.float32))
+    q = Node.make("linear", [x, w1])
+    scores = Node.make("add", [Node.make("matmul", [q, Node.make("transpose", [q],
+                                                                  perm=(1, 0))]), mask])
+    graph = Graph([x, mask], [Node.make("softmax", [scores], axis=-1)])
+    causal = np.triu(np.full((4, 4), -np.inf, np.float32), 1)
+    cal = [(rng.normal(size=(4, 8)).astype(np.float32), causal) for _ in range(3)]
+    result = Pipeline.parse("quantize(w8a8)").run(graph, calibration=cal)
+    notes = " ".join(result.report.passes[-1].notes)
+    assert "input mask stays float: it holds NaN or infinite values" in notes
+    assert "4 activation tensors" in notes  # x, the linear's output, scores, the softmax
+    ops = [n.op for n in result.graph.nodes()]
+    assert ops.count("quantize") >= 2  # the linear's input and output still quantized
+    got = smelt.interpret(result.graph, *cal[0])[0]
+    assert np.isfinite(got).all() and (got[np.isinf(causal)] == 0).all()  # masked: zero
+    with pytest.raises(NonFiniteError, match="input 'mask'"):  # asked for outside quantize
+        calibrate(graph, cal, {mask: make_observer("minmax")})
+
+
 def test_activation_schemes_need_calibration_data() -> None:
     graph, _, _ = traced("residual_cnn")
     with pytest.raises(PipelineParseError, match="calibration"):
