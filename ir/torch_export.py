@@ -57,7 +57,24 @@ def export(module: torch.nn.Module, args: tuple, kwargs: dict | None = None) -> 
             f"{str(e).splitlines()[0] if str(e) else ''}\n  to do: remove data-dependent "
             "control flow from forward(), or try smelt.trace_fx"
         ) from e
-    return ep.run_decompositions(decomposition_table())
+    try:
+        return ep.run_decompositions(decomposition_table())
+    except ValueError as e:  # torch's decompositions left a view it cannot take: see below
+        if "Cannot view a tensor" not in str(e):
+            raise
+        return views_as_reshapes(ep).run_decompositions(decomposition_table())
+
+
+def views_as_reshapes(ep: ExportedProgram) -> ExportedProgram:
+    """`ep` with each aten.view recorded as aten.reshape. torch 2.13's decompositions can give
+    a tensor other strides than export saw (GPT-2's Conv1D: `x.view(-1, n)` after attention
+    fails with "Cannot view a tensor with shape [2, 16, 64] and strides (64, 128, 1)");
+    reshape takes any strides, and in a functional graph it has the same values."""
+    for node in ep.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.view.default:
+            node.target = torch.ops.aten.reshape.default
+    ep.graph_module.recompile()
+    return ep
 
 
 def trace_export(module: torch.nn.Module, args: Any, kwargs: dict | None = None, *,

@@ -108,6 +108,24 @@ def test_constant_subcomputations_fold_at_trace_time() -> None:
 
 
 # -- the core ATen opset -------------------------------------------------------------------
+class AttentionThenView(torch.nn.Module):
+    """GPT-2's pattern: attention, heads merged by transpose and reshape, then Conv1D's
+    `view(-1, n)`. torch 2.13's decompositions give the merged tensor strides its view
+    cannot take ("Cannot view a tensor..."); the frontend records views as reshapes."""
+
+    def forward(self, q, k, v):
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return a.transpose(1, 2).reshape(2, 16, 64).view(-1, 64)
+
+
+def test_a_view_torch_cannot_decompose_is_traced_as_a_reshape() -> None:
+    q, k, v = (torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(i))
+               for i in range(3))
+    graph = smelt.trace(AttentionThenView(), (q, k, v))
+    got = smelt.interpret(graph, q, k, v)[0]
+    np.testing.assert_allclose(got, AttentionThenView()(q, k, v).numpy(), rtol=0, atol=1e-5)
+
+
 def test_every_core_aten_op_is_mapped_or_out_of_scope() -> None:
     """torch's core opset (ops tagged torch.Tag.core): each packet has a converter or a reason
     in OUT_OF_SCOPE. A torch release adding a core op fails this until one is written."""
