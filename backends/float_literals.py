@@ -8,11 +8,11 @@ smelt's per-op tests on the `c` target found both; LLVM (the `cpu` target) keeps
 So before a C or CUDA build, `mark` replaces each float constant whose six-digit spelling is
 another number by a call to a marker whose name carries the constant's bits
 (`smelt_f32_3f3504f3()`), and `unmark` turns the markers in the generated source into C99
-hexadecimal literals (`(0x1.6a09e60000000p-1f)`), which are exact in C and CUDA alike. A marker is a
-pure call, so no TIR pass folds it into a new (printed-short) constant. The largest finite
-values stay constants (TVM's GPU reduction schedules match a reducer by its identity,
--FLT_MAX for a max) and `unmark` spells them exactly. A float32 constant
-is the float32 rounding of the double TVM stores, which is what LLVM emits.
+hexadecimal literals (`(0x1.6a09e60000000p-1f)`), exact in C and CUDA alike. A marker is a
+pure call, so no TIR pass folds it into a new (printed-short) constant. A float32 constant is
+the float32 rounding of the double TVM stores, which is what LLVM emits. The largest finite
+values stay constants (TVM's GPU reduction schedules match a reducer by its identity, -FLT_MAX
+for a max), and `unmark` spells them exactly.
 
     func = mark(func)            # a tirx.PrimFunc, before the build (mark_module: all of them)
     source = unmark(source)      # the generated C / CUDA source, after it
