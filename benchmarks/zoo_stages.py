@@ -15,7 +15,10 @@
     compile_cuda   smelt.compile(optimized, "cuda", arch="sm_90"): nvcc builds it, no device
 
 "Against eager": every output within `TOLERANCE` times max(1, max |eager output|), the
-budget tests/test_backend_cpu.py gives float32 (relative to the output's scale).
+budget tests/test_backend_cpu.py gives float32 (relative to the output's scale), or within
+`CONDITIONING` times torch's own float32 error, where that is larger: the build stage runs the
+model in float64 too, and some random-weight models are so ill-conditioned that torch's
+float32 is itself far from float64 (timm's efficientnetv2_s: 1.6e5 on an output of 2.2e5).
 
 A stage that fails records the exception's type and first line (`ZooMismatch` when numbers
 differ, naming the stage and the error; the frontend's UnsupportedOpError names the op and the
@@ -47,6 +50,7 @@ NEEDS = {"trace": "build", "interpret": "trace", "pipeline": "trace",
 PIPELINE = "fold-bn,canonicalize,fuse"
 INT8_PIPELINE = "fold-bn,canonicalize,quantize(w8a8),fold-qdq"
 TOLERANCE = 1e-4
+CONDITIONING = 4  # |smelt - eager32| <= |smelt - eager64| + |eager64 - eager32|, both alike
 CUDA_ARCH = "sm_90"
 
 
@@ -74,6 +78,7 @@ class State:
     inputs: tuple[Any, ...] = ()
     arrays: list[np.ndarray] = field(default_factory=list)
     eager: list[np.ndarray] = field(default_factory=list)
+    eager_error: float = 0.0  # max |eager float32 - eager float64| (0: float64 did not run)
     graph: Any = None
     optimized: Any = None
     module: Any = None
@@ -89,8 +94,10 @@ def outputs(value: Any) -> list[np.ndarray]:
     return [v.detach().cpu().numpy() for v in value]
 
 
-def check_close(stage: str, got: Sequence[Any], want: Sequence[np.ndarray]) -> dict[str, float]:
-    """`relative_error` of got against want; raises ZooMismatch beyond the tolerance."""
+def check_close(stage: str, got: Sequence[Any], want: Sequence[np.ndarray],
+                eager_error: float = 0.0) -> dict[str, float]:
+    """`relative_error` of got against want; raises ZooMismatch beyond the tolerance
+    (`TOLERANCE` of the output's scale, or `CONDITIONING` x torch's own float32 error)."""
     got = [np.asarray(g) for g in got]
     if len(got) != len(want):
         raise ZooMismatch(f"{stage}: {len(got)} outputs, eager gives {len(want)}")
@@ -99,10 +106,12 @@ def check_close(stage: str, got: Sequence[Any], want: Sequence[np.ndarray]) -> d
             raise ZooMismatch(f"{stage}: output {i} has shape {list(g.shape)}, eager "
                               f"{list(w.shape)}")
     err = relative_error(got, want)
-    if not np.isfinite(err["max_abs"]) or err["max_abs"] > TOLERANCE * max(1.0, err["scale"]):
+    bound = max(TOLERANCE * max(1.0, err["scale"]), CONDITIONING * eager_error)
+    if not np.isfinite(err["max_abs"]) or err["max_abs"] > bound:
         raise ZooMismatch(f"{stage}: max |diff| {err['max_abs']:.3g} against eager, beyond "
-                          f"{TOLERANCE:g} x max(1, {err['scale']:.3g})")
-    return err
+                          f"{TOLERANCE:g} x max(1, {err['scale']:.3g}) and {CONDITIONING} x "
+                          f"torch's float32 error {eager_error:.3g}")
+    return {**err, "eager_float32_error": eager_error}
 
 
 # -- the stages ---------------------------------------------------------------------------------
@@ -115,10 +124,29 @@ def stage_build(s: State, opts: Options) -> dict[str, Any]:
     s.arrays = [x.numpy() for x in s.inputs]
     with torch.no_grad():
         s.eager = outputs(s.model(*s.inputs))
-    return {"family": s.zm.family, **s.zm.notes,
+    s.eager_error = float64_error(s.model, s.inputs, s.eager)
+    return {"family": s.zm.family, **s.zm.notes, "eager_float32_error": s.eager_error,
             "parameters": sum(p.numel() for p in s.model.parameters()),
             "inputs": [list(x.shape) for x in s.inputs],
             "outputs": [list(y.shape) for y in s.eager]}
+
+
+def float64_error(model: Any, inputs: tuple[Any, ...], eager: list[np.ndarray]) -> float:
+    """max |eager float32 - eager float64| over the outputs (a float64 copy of the model on
+    float64 inputs); 0.0 where the model does not run in float64."""
+    import copy
+
+    import torch
+
+    try:
+        with torch.no_grad():
+            wide = copy.deepcopy(model).double()
+            got = outputs(wide(*(x.double() if x.is_floating_point() else x for x in inputs)))
+    except Exception:  # noqa: BLE001 - a float32-only model: the plain tolerance applies
+        return 0.0
+    return max((float(np.max(np.abs(np.asarray(w, np.float64) - g)))
+                for w, g in zip(eager, got, strict=False) if w.shape == g.shape
+                and w.dtype.kind == "f" and w.size), default=0.0)
 
 
 def stage_trace(s: State, opts: Options) -> dict[str, Any]:
@@ -133,14 +161,15 @@ def stage_trace(s: State, opts: Options) -> dict[str, Any]:
 def stage_interpret(s: State, opts: Options) -> dict[str, Any]:
     import smelt
 
-    return {"error": check_close("interpret", smelt.interpret(s.graph, *s.arrays), s.eager)}
+    return {"error": check_close("interpret", smelt.interpret(s.graph, *s.arrays), s.eager,
+                                 s.eager_error)}
 
 
 def stage_pipeline(s: State, opts: Options) -> dict[str, Any]:
     import smelt
 
     s.optimized = smelt.Pipeline.parse(PIPELINE)(s.graph)
-    err = check_close("pipeline", smelt.interpret(s.optimized, *s.arrays), s.eager)
+    err = check_close("pipeline", smelt.interpret(s.optimized, *s.arrays), s.eager, s.eager_error)
     return {"nodes": len(s.optimized), "error": err}
 
 
@@ -148,7 +177,7 @@ def stage_compile_cpu(s: State, opts: Options) -> dict[str, Any]:
     import smelt
 
     s.module = smelt.compile(s.optimized, "cpu", num_cores=opts.threads)
-    return {"error": check_close("compile_cpu", s.module(*s.arrays), s.eager)}
+    return {"error": check_close("compile_cpu", s.module(*s.arrays), s.eager, s.eager_error)}
 
 
 def stage_speed(s: State, opts: Options) -> dict[str, Any]:
@@ -180,7 +209,8 @@ def stage_torch_compile(s: State, opts: Options) -> dict[str, Any]:
     fallbacks = [str(w.message) for w in caught if issubclass(w.category, FallbackWarning)]
     if fallbacks:
         raise FallbackWarning(fallbacks[0])
-    return {"graphs": len(backend.graphs), "error": check_close("torch_compile", got, s.eager)}
+    return {"graphs": len(backend.graphs),
+            "error": check_close("torch_compile", got, s.eager, s.eager_error)}
 
 
 def stage_w8a8(s: State, opts: Options) -> dict[str, Any]:
