@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_ops_on_targets import needs_nvcc
+from test_backend_cuda import needs_nvcc
 
 import smelt
 from smelt.backends.float_literals import mark, printed_exactly, unmark

@@ -9,13 +9,11 @@ raises; compiled reads clamp and compiled writes drop), and every op built for t
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
+from test_backend_cuda import needs_nvcc
 
 import smelt
-from smelt.backends.cuda.toolchain import NVCC_FALLBACKS
 from smelt.ir import Graph, InterpretError, Node
 from smelt.ir.types import dtype_of_array
 
@@ -118,8 +116,7 @@ def test_every_indexing_op_builds_and_runs_for_c() -> None:
         np.testing.assert_allclose(g, w, rtol=1e-6)
 
 
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("nvcc", *NVCC_FALLBACKS)),
-                    reason="no nvcc on this machine")
+@needs_nvcc
 def test_every_indexing_op_builds_for_cuda() -> None:
     graph, _ = _all_ops()
     module = smelt.compile(graph, "cuda")

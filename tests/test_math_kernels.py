@@ -18,13 +18,11 @@ which may differ from numpy's own float32 loops by an ulp or two (4 allowed).
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
+from test_backend_cuda import needs_nvcc
 
 import smelt
-from smelt.backends.cuda.toolchain import NVCC_FALLBACKS
 from smelt.ir import Graph, Node, TupleType
 from smelt.ir.types import dtype_of_array
 
@@ -140,8 +138,7 @@ def test_reductions_over_nothing_and_into_nothing(target: str) -> None:
             assert_same(graph, [x, w], target)
 
 
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("nvcc", *NVCC_FALLBACKS)),
-                    reason="no nvcc on this machine")
+@needs_nvcc
 def test_edge_graphs_build_for_cuda() -> None:
     x = np.zeros((3, 37), np.float32)
     xs = [Node.input("x", x.shape), Node.input("i", (3, 37), "int8")]

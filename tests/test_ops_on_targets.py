@@ -12,25 +12,21 @@ both (a kernel TVM's C generator cannot take would raise a typed LoweringError n
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_backend_cuda import needs_nvcc
 from test_backend_ops import _host, _wide_ints
 from test_ops_reference import CASES, assert_matches
 
 import smelt
-from smelt.backends.cuda.toolchain import NVCC_FALLBACKS
 from smelt.backends.mcu.emit import C_TYPES
 from smelt.backends.targets import TargetError
 from smelt.ir import Graph, Node, TupleType
 from smelt.ir.types import dtype_of_array, numpy_dtype
 
 pytestmark = pytest.mark.xdist_group("c_target")
-needs_nvcc = pytest.mark.skipif(not any(shutil.which(c) for c in ("nvcc", *NVCC_FALLBACKS)),
-                                reason="no nvcc on this machine")
 
 
 def _c_types(ex) -> bool:
