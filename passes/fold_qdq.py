@@ -6,6 +6,7 @@
     quantize(reduce_mean(dq(x)))                         -> qmean(x)
     t(dq(x))                                             -> dq(t(x))   (t: reshape, flatten,
                                           transpose, squeeze, unsqueeze, max_pool2d, pad 0)
+    concat(dq(a), dq(b), ...), one scale and zero point  -> dq(concat(a, b, ...))
     quantize(dq(x)), same parameters                     -> x
 
 act is relu or relu6, folded into the clamp: rounding and clamping are monotone and
@@ -266,6 +267,26 @@ def sink_dequantize(x: Node, dx: Node, t: Node) -> Node | NoMatch:
     return Node.make("dequantize", (moved,), scale=(p[0],), zero_point=(p[1],))
 
 
+@rule(op.concat(...).named("c"), contract=exact, family="fold-qdq",
+      instance=".qdq_instances:concat")
+def sink_dequantize_concat(c: Node) -> Node | NoMatch:
+    """concat(dq(a), dq(b), ...) -> dq(concat(a, b, ...))   (one per-tensor scale, zero
+    point and integer type for every operand)"""
+    ds = c.inputs
+    if not all(d.op == "dequantize" for d in ds):
+        return reject("an operand is not dequantized")
+    params = {(per_tensor(d), d.inputs[0].dtype) for d in ds}
+    if len(params) != 1 or None in next(iter(params)):
+        return reject("the operands are not quantized per tensor with one scale, zero point "
+                      "and type (quantize gives a concat's operands its parameters)")
+    (s, zp), _ = next(iter(params))
+    try:
+        joined = Node.make("concat", tuple(d.inputs[0] for d in ds), **c.attrs)
+    except SmeltError as e:
+        return reject(f"concat does not take the integer operands: {e}")
+    return Node.make("dequantize", (joined,), scale=(s,), zero_point=(zp,))
+
+
 @rule(op.quantize(op.dequantize(var("x")).named("dx")).named("q"), contract=exact,
       family="fold-qdq", instance=".qdq_instances:cancel")
 def cancel_qdq(x: Node, dx: Node, q: Node) -> Node | NoMatch:
@@ -282,4 +303,5 @@ def cancel_qdq(x: Node, dx: Node, q: Node) -> Node | NoMatch:
 
 
 FOLD_QDQ = RuleSet([fold_contraction_act, fold_contraction, fold_add_act, fold_add,
-                    fold_mean, sink_dequantize, cancel_qdq], name="fold-qdq")
+                    fold_mean, sink_dequantize, sink_dequantize_concat, cancel_qdq],
+                   name="fold-qdq")

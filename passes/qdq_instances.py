@@ -183,3 +183,21 @@ def cancel(draw) -> Graph:
     q = Node.make("quantize", (x,), scale=(s,), zero_point=(zp,), **clamp)
     dx = Node.make("dequantize", (q,), scale=(s,), zero_point=(zp,))
     return Graph([x], [Node.make("quantize", (dx,), scale=(s,), zero_point=(zp,), **clamp)])
+
+
+def concat(draw) -> Graph:
+    """concat(dq(x0), dq(x1), ...) with one scale, zero point and type (sink_dequantize_concat);
+    NCHW or (N, F) operands of different sizes along the joined axis."""
+    dtype, _, zp = qtype(draw)
+    s = act_scale(draw)
+    rank = draw(st.sampled_from((2, 4)))
+    axis = draw(st.integers(-rank, rank - 1))
+    base = [draw(st.integers(1, 3)) for _ in range(rank)]
+    xs, ds = [], []
+    for i in range(draw(st.integers(1, 4))):
+        shape = list(base)
+        shape[axis] = draw(st.integers(1, 3))
+        x = Node.input(f"x{i}", tuple(shape), dtype)
+        xs.append(x)
+        ds.append(Node.make("dequantize", (x,), scale=(s,), zero_point=(zp,)))
+    return Graph(xs, [Node.make("concat", ds, axis=axis)])

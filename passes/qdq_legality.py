@@ -64,6 +64,9 @@ FOLDABLE = ("conv2d", "linear", "matmul", "add", "reduce_mean")
 
 
 def _reason(graph: Graph, n: Node, users: dict[Node, list[Node]]) -> str:
+    here = explain(n, RULES, graph).nearest  # a rule rooted at n itself (sinking a dq)
+    if here is not None and here.status == "rejected":
+        return f"not folded: {here.reason}"
     fed = [u if u.op == "quantize" else next((v for v in users.get(u, [])
                                               if v.op == "quantize"), None)
            for u in users.get(n, [])]

@@ -10,6 +10,12 @@ where it comes from instead: the Q/DQ pair goes after the producer of the chain 
 `source`), so the chain's ops run on integers after `fold-qdq` sinks the dequantize through
 them. A graph input is a source too: its quantize is the graph's input quantize.
 
+Concatenation. A quantized concat's operands are quantized too, all with the concat's
+parameters (one `group`, whose range is the union of its members'; a tensor in several
+concats joins their groups, as densenet's features do): then the concat of dequantized
+integers is the dequantize of the integer concat, exactly, and the layers that produce the
+operands fold into integer kernels that write at the shared scale (TFLite's rule for concat).
+
 Weights. conv2d and linear weights are quantized per output channel (axis 0), or per tensor
 for `w8a8-tensor`; a constant matmul operand per tensor. `output_source` names the tensor
 quantized after a layer (through one relu/relu6), whose scale the layer's weight scale is
@@ -18,7 +24,7 @@ matched to (passes/qscales.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,6 +74,7 @@ class Plan:
     sources: list[Node]  # activation tensors to quantize, in graph order
     layers: list[Node]  # layers whose weights are quantized
     notes: list[str]
+    groups: list[list[Node]] = field(default_factory=list)  # sources sharing parameters
 
 
 def _activation_operands(n: Node) -> list[Node]:
@@ -108,9 +115,55 @@ def plan(graph: Graph, activations: bool, describe, ops: tuple[str, ...] = QUANT
         if s not in seen and is_float(s.dtype):
             seen.add(s)
             sources.append(s)
+    groups = _concat_groups(sources, seen)
     order = {n: i for i, n in enumerate(graph.nodes())}
     sources.sort(key=order.__getitem__)
-    return Plan(sources, layers, notes)
+    for g in groups:
+        g.sort(key=order.__getitem__)
+    return Plan(sources, layers, notes, groups)
+
+
+def _concat_operands(c: Node) -> list[Node] | None:
+    """The sources of a float concat's operands, when each can be quantized."""
+    if c.op != "concat" or not is_float(c.dtype):
+        return None
+    ops = [source(x) for x in c.inputs]
+    if not all(is_float(s.dtype) and (s.op != "constant" or bool(np.all(np.isfinite(s.value))))
+               for s in ops):
+        return None
+    return ops
+
+
+def _concat_groups(sources: list[Node], seen: set[Node]) -> list[list[Node]]:
+    """Add the operands of each quantized concat to `sources` (in place) and return the
+    groups of sources that must share parameters (union-find over the concats)."""
+    parent: dict[Node, Node] = {}
+
+    def find(n: Node) -> Node:
+        while parent.get(n, n) is not n:
+            n = parent[n]
+        return n
+
+    todo = list(sources)
+    while todo:
+        c = todo.pop()
+        ops = _concat_operands(c)
+        for s in ops or ():
+            if s not in seen:
+                seen.add(s)
+                sources.append(s)
+                todo.append(s)
+            a, b = find(c), find(s)
+            if a is not b:
+                parent[b] = a
+    groups: dict[Node, list[Node]] = {}
+    for n in parent:
+        groups.setdefault(find(n), [])
+    for n in seen:
+        r = find(n)
+        if r in groups:
+            groups[r].append(n)
+    return list(groups.values())
 
 
 def output_source(layer: Node, users: dict[Node, list[Node]], sources: set[Node]

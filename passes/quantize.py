@@ -30,6 +30,7 @@ import numpy as np
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 from smelt.rewrite.contract import bounded
+from smelt.rewrite.driver import rewrite
 from smelt.rewrite.errors import PipelineParseError
 from smelt.rewrite.pass_api import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass
@@ -38,6 +39,7 @@ from . import qscales
 from .calibration import calibrate
 from .observers import OBSERVERS, make_observer
 from .quant_bound import LayerError, error_bound
+from .quant_forms import QUANT_FORMS
 from .quant_plan import QUANTIZABLE, output_source, plan, source, weight_operand
 
 SCHEMES = ("w8a8", "w8a8-tensor", "w8", "w4a16")
@@ -179,7 +181,15 @@ class Quantize(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         acts = self.scheme.endswith("a8") or self.scheme == "w8a8-tensor"
+        forms = 0
+        if acts and "conv2d" in self.ops:  # batch norms and average pools on integers too
+            res = rewrite(graph, QUANT_FORMS)
+            graph, forms = res.graph, res.rewrites
         p = plan(graph, acts, lambda n: describe(graph, n), self.ops)
+        if forms:
+            p.notes.append(f"{forms} batch norms and average pools quantized as depthwise "
+                           "convolutions (quant-forms); run fold-bn first to fold the batch "
+                           "norms beside a conv into it")
         ranges = {}
         observed = [n for n in p.sources if n.op != "constant"]
         for layer in p.layers:
@@ -200,17 +210,26 @@ class Quantize(Pass):
             done = calibrate(graph, ctx.calibration, observers, progress=self.progress,
                              nonfinite=nonfinite)
             ranges = {n: o.range() for n, o in done.items()}
-        params = {}
         for n in [s for s in p.sources if s in nonfinite]:  # an attention mask's -inf
             p.notes.append(f"{describe(graph, n)} stays float: it holds NaN or infinite "
                            "values (an attention mask's -inf), which no integer range covers")
+        for g in p.groups:  # a concat's members are quantized together, or not at all
+            if nonfinite.intersection(g) and not nonfinite.issuperset(g):
+                p.notes.append(f"the {len(g)} tensors concatenated with it stay float too")
+                nonfinite.update(g)
         p.sources = [s for s in p.sources if s not in nonfinite]
+        span = {}
         for n in p.sources:
             if n.op == "constant":
                 v = np.asarray(n.value, np.float64)
-                params[n] = activation_params(v.min(initial=0.0), v.max(initial=0.0))
+                span[n] = (v.min(initial=0.0), v.max(initial=0.0))
             else:
-                params[n] = activation_params(ranges[n].lo, ranges[n].hi)
+                span[n] = (ranges[n].lo, ranges[n].hi)
+        for g in p.groups:
+            if g[0] in span:
+                lo, hi = min(span[n][0] for n in g), max(span[n][1] for n in g)
+                span.update((n, (lo, hi)) for n in g)
+        params = {n: activation_params(*span[n]) for n in p.sources}
         out, errors = self._build(graph, p, params)
         bound, why = error_bound(graph, params, ranges, errors)
         self.contract = bounded(bound)
@@ -243,7 +262,7 @@ class Quantize(Pass):
                     m, errors[n] = quantized_layer(n, ins, self.scheme, s_x, s_y, self.group)
                 else:
                     m = Node.rebuild(n, ins)
-            if n in params:
+            if n in params and not joined(n, params):
                 m = qdq(m, *params[n])
             new[n] = m
             if n in graph.sources:
@@ -251,6 +270,12 @@ class Quantize(Pass):
         names = {new[n]: nm for n, nm in graph.names.items() if n in new}
         out = Graph(graph.inputs, [new[o] for o in graph.outputs], graph.name, names, sources)
         return out, errors
+
+
+def joined(n: Node, params: dict) -> bool:
+    """Is `n` a concat of tensors quantized with its own parameters? Then it needs no
+    quantize of its own: fold-qdq makes it the concat of their integers."""
+    return n.op == "concat" and all(params.get(source(x)) == params[n] for x in n.inputs)
 
 
 def quantize(scheme: str = "w8a8", **options) -> Quantize:

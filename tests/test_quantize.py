@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import smelt
 from smelt import zoo
@@ -23,14 +24,45 @@ from smelt.rewrite.contract import run64
 from smelt.rewrite.errors import PipelineParseError
 from smelt.rewrite.pipeline import Pipeline
 
-CNNS = ("residual_cnn", "mobilenet_v2", "hf_resnet")
+CNNS = ("residual_cnn", "mobilenet_v2", "hf_resnet", "dense_cnn")
 W8A8 = "fold-bn,canonicalize,quantize(w8a8),fold-qdq"
 
 
+class DenseCNN(torch.nn.Module):
+    """DenseNet's pattern (Huang et al. 2017): each layer reads the concat of all features
+    before it through a batch norm no conv can absorb; a transition ends in average pooling."""
+
+    def __init__(self, c: int = 8, growth: int = 4, layers: int = 3) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+                                  nn.MaxPool2d(2))
+        self.layers = nn.ModuleList(nn.Sequential(
+            nn.BatchNorm2d(c + i * growth), nn.ReLU(), nn.Conv2d(c + i * growth, 2 * growth, 1),
+            nn.BatchNorm2d(2 * growth), nn.ReLU(), nn.Conv2d(2 * growth, growth, 3, padding=1))
+            for i in range(layers))
+        out = c + layers * growth
+        self.transition = nn.Sequential(nn.BatchNorm2d(out), nn.ReLU(), nn.Conv2d(out, out // 2, 1),
+                                        nn.AvgPool2d(2))
+        self.head = nn.Linear(out // 2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [self.stem(x)]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, 1)))
+        y = self.transition(torch.cat(features, 1))
+        return self.head(torch.relu(y).mean((2, 3)))
+
+
+MODELS = {**{name: (e.build, e.inputs) for name, e in zoo.ZOO.items()},
+          "dense_cnn": (zoo.seeded(DenseCNN), lambda: (torch.randn(2, 3, 16, 16),))}
+
+
 def traced(name: str):
-    entry = zoo.ZOO[name]
-    inputs = entry.inputs()
-    graph = smelt.trace(entry.build(), inputs)
+    build, make_inputs = MODELS[name]
+    torch.manual_seed(1)
+    inputs = make_inputs()
+    graph = smelt.trace(build(), inputs)
     rng = np.random.default_rng(7)
     cal = [rng.normal(size=inputs[0].shape).astype(np.float32) for _ in range(4)]
     return graph, cal, inputs[0].numpy()
@@ -218,6 +250,27 @@ def test_a_tensor_holding_infinities_stays_float() -> None:
     assert np.isfinite(got).all() and (got[np.isinf(causal)] == 0).all()  # masked: zero
     with pytest.raises(NonFiniteError, match="input 'mask'"):  # asked for outside quantize
         calibrate(graph, cal, {mask: make_observer("minmax")})
+
+
+def test_a_concat_with_an_infinite_operand_stays_float_whole() -> None:
+    """A concat's operands share the concat's parameters, so one that no integer range
+    covers keeps all of them, and the concat, float; the layers around still quantize."""
+    rng = np.random.default_rng(1)
+    x, mask = Node.input("x", (2, 4)), Node.input("mask", (2, 3))
+    w = Node.constant(rng.normal(size=(4, 4)).astype(np.float32))
+    h = Node.make("linear", [x, w])
+    joined = Node.make("concat", [h, mask], axis=1)
+    out = Node.make("linear", [joined, Node.constant(rng.normal(size=(2, 7)).astype(np.float32))])
+    cal = [(rng.normal(size=(2, 4)).astype(np.float32),
+            np.where(rng.random((2, 3)) < 0.5, -np.inf, 0).astype(np.float32)) for _ in range(3)]
+    with np.errstate(invalid="ignore"):  # -inf through the last linear: NaN, left float
+        result = Pipeline.parse("quantize(w8a8),fold-qdq").run(Graph([x, mask], [out]),
+                                                               calibration=cal)
+    notes = " ".join(result.report.passes[0].notes)
+    assert "input mask stays float" in notes and "concatenated with it stay float" in notes
+    (c,) = [n for n in result.graph.nodes() if n.op == "concat"]
+    assert c.dtype == "float32" and c.inputs[0].op == "linear"  # h not quantized either
+    assert [n.op for n in result.graph.nodes()].count("quantize") == 1  # x only
 
 
 def test_activation_schemes_need_calibration_data() -> None:
