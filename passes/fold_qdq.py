@@ -7,6 +7,8 @@
     t(dq(x))                                             -> dq(t(x))   (t: reshape, flatten,
                                           transpose, squeeze, unsqueeze, max_pool2d, pad 0)
     concat(dq(a), dq(b), ...), one scale and zero point  -> dq(concat(a, b, ...))
+    quantize(f(dq(x))), f elementwise in x alone, 8 bits  -> qlookup(x, table)
+                                          (the chain on all 256 values: fold_lookup.py)
     quantize(dq(x)), same parameters                     -> x
 
 act is relu or relu6, folded into the clamp: rounding and clamping are monotone and
@@ -41,6 +43,7 @@ from smelt.rewrite.contract import exact
 from smelt.rewrite.dsl import op, var
 from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 
+from .fold_lookup import fold_lookup
 from .qscales import dyadic_multiplier
 
 SINKABLE = "reshape|flatten|transpose|squeeze|unsqueeze|max_pool2d|pad"
@@ -303,5 +306,5 @@ def cancel_qdq(x: Node, dx: Node, q: Node) -> Node | NoMatch:
 
 
 FOLD_QDQ = RuleSet([fold_contraction_act, fold_contraction, fold_add_act, fold_add,
-                    fold_mean, sink_dequantize, sink_dequantize_concat, cancel_qdq],
-                   name="fold-qdq")
+                    fold_mean, sink_dequantize, sink_dequantize_concat, cancel_qdq,
+                    fold_lookup], name="fold-qdq")

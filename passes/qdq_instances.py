@@ -201,3 +201,22 @@ def concat(draw) -> Graph:
         xs.append(x)
         ds.append(Node.make("dequantize", (x,), scale=(s,), zero_point=(zp,)))
     return Graph(xs, [Node.make("concat", ds, axis=axis)])
+
+
+def lookup(draw) -> Graph:
+    """quantize(f(dq(x))), f an elementwise chain of x alone (fold_lookup): activations,
+    x * sigmoid(x), exp, scalar arithmetic, or nothing (a change of scale)."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 5)), draw(st.integers(1, 6)))
+    x, dx, s = dq_input(draw, "x0", shape)
+    y = dx
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(("gelu", "silu", "sigmoid", "tanh", "hardswish", "exp",
+                                     "swish", "scale", "shift")))
+        if kind == "swish":
+            y = Node.make("mul", (y, Node.make("sigmoid", (y,))))
+        elif kind in ("scale", "shift"):
+            c = Node.constant(np.array(draw(st.sampled_from((-1.5, 0.5, 3.0))), np.float32))
+            y = Node.make("mul" if kind == "scale" else "add", (y, c))
+        else:
+            y = Node.make(kind, (y,))
+    return Graph([x], [quantize_out(draw, y, draw(st.sampled_from((s, act_scale(draw)))))])

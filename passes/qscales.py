@@ -13,7 +13,9 @@ less than 2^-5 of itself, under 0.05 bits of resolution):
   is s_w = u odd(a_y) 2^j with u a 10-bit integer (`weight_scale`): then
   r = s_x s_w / s_y = a_x u 2^(i + j - k) / (a_y / odd(a_y)) is dyadic with at most 16
   significant bits;
-- a bias is quantized with scale s_x s_w (at most 22 significant bits: a float32).
+- a bias is quantized with scale s_x s_w (at most 22 significant bits: a float32);
+- the output scale of a product of two activations (no weight to adjust) is chosen instead:
+  a 6-bit mantissa dividing odd(s_a) odd(s_b) (`product_scale`).
 
 Short mantissas also make the Q/DQ graph itself exact in float64, which is how the rules are
 checked: every product (x - z_x) s_x (w - z_w) s_w has at most 9 + 6 + 8 + 16 = 39
@@ -52,6 +54,24 @@ def round_up_mantissa(s: float, bits: int) -> float:
 def activation_scale(ideal: float) -> float:
     """An activation scale: `ideal` rounded up to a 6-bit mantissa (tiny scales kept > 0)."""
     return round_up_mantissa(max(float(ideal), 2.0**-60), ACT_MANTISSA)
+
+
+def product_scale(ideal: float, s_a: float, s_b: float) -> float:
+    """The output scale of a product of two activations (attention's q k^T and p v): the
+    smallest s >= `ideal` with a 6-bit mantissa dividing odd(s_a) odd(s_b), so that the
+    rescale s_a s_b / s is dyadic (at most 12 significant bits). The mantissa comes from a
+    few divisors, not all 64 values: s may exceed `ideal` by up to 2x (typically ~1.2x)."""
+    ideal = max(float(ideal), 2.0**-60)
+    ab = odd_part(s_a) * odd_part(s_b)
+    best = math.inf
+    for d in range(1, 2**ACT_MANTISSA, 2):
+        if ab % d == 0:
+            e = math.ceil(math.log2(ideal / d))
+            s = math.ldexp(d, e)
+            if s < ideal:  # log2 rounding
+                s *= 2
+            best = min(best, s)
+    return best
 
 
 def weight_scale(ideal: np.ndarray, out_scale: float | None) -> np.ndarray:

@@ -2,7 +2,9 @@
 weights are quantized, read off the graph.
 
 Activations (schemes with `a8`). A quantizable op computes in integers once folded: conv2d,
-linear and matmul (int8 contractions), add (qadd) and reduce_mean (qmean). Its float
+linear and matmul (int8 contractions), add (qadd), reduce_mean (qmean), and the activation
+functions `TABLED` (gelu, silu, sigmoid, tanh, ...: a 256-entry table, passes/fold_lookup.py;
+relu and relu6 fold into the clamp of the layer before them instead). Its float
 operands, and the graph's float outputs, are the tensors to quantize. A tensor produced by
 an op that commutes with a per-tensor dequantize (reshape, flatten, transpose, squeeze,
 unsqueeze, max_pool2d, and pad with 0, which becomes pad with the zero point) is quantized
@@ -32,7 +34,8 @@ from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 from smelt.ir.types import is_float
 
-QUANTIZABLE = ("conv2d", "linear", "matmul", "add", "reduce_mean")
+TABLED = ("gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "elu", "leaky_relu")
+QUANTIZABLE = ("conv2d", "linear", "matmul", "add", "reduce_mean") + TABLED
 WEIGHTED = ("conv2d", "linear", "matmul")
 TRANSPARENT = ("reshape", "flatten", "transpose", "squeeze", "unsqueeze", "max_pool2d", "pad")
 ACTIVATIONS = ("relu", "relu6")
@@ -79,8 +82,8 @@ class Plan:
 
 def _activation_operands(n: Node) -> list[Node]:
     w = weight_operand(n)
-    ops = list(n.inputs[:2]) if n.op in WEIGHTED else list(n.inputs[:1 if n.op ==
-                                                                    "reduce_mean" else 2])
+    ops = list(n.inputs[:2]) if n.op in WEIGHTED else list(
+        n.inputs[:1 if n.op == "reduce_mean" or n.op in TABLED else 2])
     return [x for i, x in enumerate(ops) if i != w and is_float(x.dtype)
             and (x.op != "constant" or bool(np.all(np.isfinite(x.value))))]
 

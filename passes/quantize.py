@@ -58,10 +58,13 @@ def describe(graph: Graph, n: Node) -> str:
 
 
 # -- parameters ------------------------------------------------------------------------------
-def activation_params(lo: float, hi: float) -> tuple[float, int]:
-    """(scale, zero point) of a uint8 tensor covering [lo, hi] (widened to hold 0)."""
+def activation_params(lo: float, hi: float, product_of: tuple[float, float] | None = None
+                      ) -> tuple[float, int]:
+    """(scale, zero point) of a uint8 tensor covering [lo, hi] (widened to hold 0); for the
+    product of two activations of scales `product_of`, a scale matched to theirs."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    s = qscales.activation_scale((hi - lo) / 255.0)
+    s = qscales.activation_scale((hi - lo) / 255.0) if product_of is None else \
+        qscales.product_scale((hi - lo) / 255.0, *product_of)
     zp = int(np.clip(np.rint(-lo / s), 0, 255))
     return s, zp
 
@@ -230,6 +233,7 @@ class Quantize(Pass):
                 lo, hi = min(span[n][0] for n in g), max(span[n][1] for n in g)
                 span.update((n, (lo, hi)) for n in g)
         params = {n: activation_params(*span[n]) for n in p.sources}
+        self._match_products(graph, p, params, span)
         out, errors = self._build(graph, p, params)
         bound, why = error_bound(graph, params, ranges, errors)
         self.contract = bounded(bound)
@@ -238,6 +242,20 @@ class Quantize(Pass):
                      f"quantized ({self.scheme}); bound {bound:.3g}" + (f" ({why})" if why
                                                                          else ""))
         return PassResult(out, True, {"notes": notes, "contract": self.contract})
+
+    @staticmethod
+    def _match_products(graph: Graph, p, params: dict, span: dict) -> None:
+        """Give the result of each product of two quantized activations (a matmul with no
+        constant operand) a scale its rescale is dyadic with, so fold-qdq folds it."""
+        users, srcs = graph.users(), set(p.sources)
+        grouped = {n for g in p.groups for n in g}
+        for n in graph.nodes():
+            if n.op != "matmul" or weight_operand(n) is not None:
+                continue
+            a, b = (params.get(source(x)) for x in n.inputs)
+            o = output_source(n, users, srcs)
+            if a is not None and b is not None and o is not None and o not in grouped:
+                params[o] = activation_params(*span[o], product_of=(a[0], b[0]))
 
     def _build(self, graph: Graph, p, params) -> tuple[Graph, dict[Node, LayerError]]:
         users = graph.users()

@@ -330,6 +330,26 @@ def python_qmean(x, *, axes, keepdims, x_scale, x_zp, out_scale, **out):
     return torch.from_numpy(res)
 
 
+# -- qlookup (ir/ops/lookup.py): one table entry per 8-bit value ------------------------------
+@st.composite
+def qlookup_examples(draw: st.DrawFn):
+    rng = _rng(draw)
+    x, _ = _operand(draw, rng, draw(sst.shapes(1, 4, 1, 6)))
+    signed = draw(st.booleans())
+    out = "int8" if signed else "uint8"
+    table = rng.integers(*RANGES[out], size=256, endpoint=True).astype(out)
+    lo, hi = RANGES[out]
+    return (x, table), {"out_scale": _scale(draw), "out_zp": draw(st.integers(lo, hi)),
+                        "bits": 8, "signed": signed}
+
+
+def python_qlookup(x, table, **attrs):
+    lo = RANGES[str(x.numpy().dtype)][0]
+    entries = table.numpy().tolist()
+    return torch.tensor([entries[int(v) - lo] for v in x.numpy().reshape(-1)],
+                        dtype=torch.int64).reshape(x.shape)
+
+
 # -- linear_w4 (ir/ops/int4.py): 4-bit weights two per byte, low nibble first ------------------
 @st.composite
 def linear_w4_examples(draw: st.DrawFn):
@@ -369,5 +389,6 @@ QUANT_CASES = {
     "requantize": (requantize_examples(), python_requantize, True, "result"),
     "qadd": (qadd_examples(), python_qadd, True, "result"),
     "qmean": (qmean_examples(), python_qmean, True, "result"),
+    "qlookup": (qlookup_examples(), python_qlookup, True, "result"),
     "linear_w4": (linear_w4_examples(), torch_linear_w4, False, "operands"),
 }

@@ -8,9 +8,13 @@ the interpreter bit for bit, and the errors a user meets.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import smelt
 from smelt import zoo
@@ -20,6 +24,7 @@ from smelt.ir.types import is_float
 from smelt.passes.calibration import calibrate
 from smelt.passes.observers import NonFiniteError, make_observer
 from smelt.passes.qdq_legality import legality
+from smelt.passes.qscales import odd_part, product_scale
 from smelt.rewrite.contract import run64
 from smelt.rewrite.errors import PipelineParseError
 from smelt.rewrite.pipeline import Pipeline
@@ -296,3 +301,28 @@ def test_every_observer_gives_a_foldable_graph(observer: str) -> None:
     ref = smelt.interpret(graph, x)[0]
     rel = np.abs(smelt.interpret(out, x)[0] - ref).max() / np.abs(ref).max()
     assert rel < 0.2, (observer, rel)
+
+
+# -- tables and products of activations ----------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(ideal=st.floats(1e-6, 10.0), a=st.integers(1, 63), b=st.integers(1, 63),
+       ea=st.integers(-20, 0), eb=st.integers(-20, 0))
+def test_product_scale_covers_the_range_and_gives_a_dyadic_rescale(ideal, a, b, ea, eb):
+    s_a, s_b = float(np.ldexp(a, ea)), float(np.ldexp(b, eb))
+    s = product_scale(ideal, s_a, s_b)
+    r = Fraction(s_a) * Fraction(s_b) / Fraction(s)
+    assert ideal <= s < 2 * ideal and r.denominator & (r.denominator - 1) == 0
+    assert odd_part(s) < 64  # a 6-bit mantissa, as every activation scale
+
+
+def test_attention_products_and_activations_run_on_integers() -> None:
+    """encoder_block: p v is a qmatmul (its output scale matched to p's and v's), gelu a
+    256-entry table; the compiled graph equals the interpreter."""
+    graph, cal, x = traced("encoder_block")
+    result = Pipeline.parse(W8A8).run(graph, calibration=cal)
+    ops = [n.op for n in result.graph.nodes()]
+    assert "qlookup" in ops and "gelu" not in ops
+    assert ops.count("qmatmul") >= 1
+    got = smelt.compile(result.graph, "cpu")(x)
+    got = got[0] if isinstance(got, (list, tuple)) else got
+    np.testing.assert_array_equal(np.asarray(got), smelt.interpret(result.graph, x)[0])

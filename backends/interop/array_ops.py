@@ -57,6 +57,7 @@ stays float16. The formulas:
 - qadd and qmean (ir/ops/qarith.py), as the reference: int64 numerators from `rescale_plan`
   divided with rounding to nearest, ties to even (q = floor(n / d), r = n - q d; up when
   2r > d, or 2r = d and q is odd), then the zero point and the clamp.
+- qlookup (ir/ops/lookup.py): the table taken at x minus the least value of x's type.
 - linear_w4 (ir/ops/int4.py): the nibbles sign-extended with integer ops (low nibble first),
   each times its group's scale in float64 (exact), rounded once to x's dtype, then `linear`.
 - linear24 (ir/ops/sparse.py): the compressed weight scattered with add (as the reference)
@@ -79,7 +80,7 @@ from smelt.ir.op_table import OPS
 from smelt.ir.ops.common import norm_axis, prod
 from smelt.ir.ops.fused import ACTIVATION_OPS, split_operands
 from smelt.ir.ops.qarith import rescale_plan
-from smelt.ir.ops.quant import channel, clamp_bounds
+from smelt.ir.ops.quant import INT_RANGES, channel, clamp_bounds
 from smelt.ir.ops.resample import resize_plan
 
 Array = Any
@@ -501,6 +502,12 @@ def qmean(xp: ModuleType, x: Array, **attrs: Any) -> Array:
     return _requantized(xp, _rounded(xp, s * c, den), attrs)
 
 
+def qlookup(xp: ModuleType, x: Array, table: Array, **attrs: Any) -> Array:
+    lo = INT_RANGES[str(x.dtype).split(".")[-1]][0]
+    flat = xp.astype(xp.reshape(x, (-1,)), xp.dtype("int64")) - lo
+    return xp.reshape(xp.take(table, flat, axis=0), tuple(x.shape))
+
+
 def _unpacked(xp: ModuleType, packed: Array) -> Array:
     """Two signed nibbles per byte, low first: (..., K/2) -> (..., K)."""
     p = xp.astype(packed, xp.dtype("int32"))
@@ -584,6 +591,7 @@ FORMULAS: dict[str, Callable[..., Any]] = {
     "index_put": index_put,
     "quantize": quantize, "dequantize": dequantize, "qconv2d": qconv2d, "qlinear": qlinear,
     "qmatmul": qmatmul, "requantize": requantize, "qadd": qadd, "qmean": qmean,
+    "qlookup": qlookup,
     "linear_w4": linear_w4, "linear24": linear24,
     "sign": sign, "bitwise_not": bitwise_not, "elu": elu, "fmod": fmod, "remainder": remainder,
     "reduce_prod": reduce_prod, "reduce_any": reduce_any, "reduce_all": reduce_all,

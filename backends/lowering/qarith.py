@@ -1,4 +1,5 @@
-"""Lowering of qadd and qmean (ir/ops/qarith.py) to TVM, bit-exact with the reference.
+"""Lowering of qadd and qmean (ir/ops/qarith.py) and qlookup (ir/ops/lookup.py) to TVM,
+bit-exact with the reference.
 
 Both compute an int64 numerator from the operands' centered values and the integer plan
 of `rescale_plan`, then divide by the plan's divisor rounding to nearest, ties to even:
@@ -13,7 +14,7 @@ from tvm import te, tirx
 from smelt.ir.node import Node
 from smelt.ir.ops.common import prod
 from smelt.ir.ops.qarith import rescale_plan
-from smelt.ir.ops.quant import clamp_bounds
+from smelt.ir.ops.quant import INT_RANGES, clamp_bounds
 
 from . import te_kernels as K
 from .registry import lowers
@@ -87,3 +88,15 @@ def _qmean(bb, n: Node, xs):
                           name="qmean")
 
     return bb.call_te(compute, xs[0], primfunc_name_hint="qmean")
+
+
+@lowers("qlookup")
+def _qlookup(bb, n: Node, xs):
+    """table[x - lo] as a TE gather (exact on every target: no arithmetic on the values)."""
+    lo = INT_RANGES[n.inputs[0].dtype][0]
+
+    def compute(x: te.Tensor, table: te.Tensor) -> te.Tensor:
+        return te.compute(n.shape, lambda *i: table[tirx.Cast("int32", x[i]) - lo],
+                          name="qlookup")
+
+    return bb.call_te(compute, xs[0], xs[1], primfunc_name_hint="qlookup")

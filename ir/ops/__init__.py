@@ -5,6 +5,7 @@ from . import (  # noqa: F401  (each module registers its ops)
     fused,
     indexing,  # gather, scatter, index, index_put
     int4,  # linear_w4: 4-bit packed weights
+    lookup,  # qlookup: 8-bit tables
     math,  # inverse and hyperbolic functions, bitwise ops, prod/any/all, scans, sort
     nn,
     norm,
