@@ -504,7 +504,7 @@ def qmean(xp: ModuleType, x: Array, **attrs: Any) -> Array:
 
 def qlookup(xp: ModuleType, x: Array, table: Array, **attrs: Any) -> Array:
     lo = INT_RANGES[str(x.dtype).split(".")[-1]][0]
-    flat = xp.astype(xp.reshape(x, (-1,)), xp.dtype("int64")) - lo
+    flat = xp.astype(xp.reshape(x, (-1,)), xp.dtype("int32")) - lo
     return xp.reshape(xp.take(table, flat, axis=0), tuple(x.shape))
 
 
