@@ -3,9 +3,11 @@
     quantize(act?(conv2d|linear(dq(x), dq(W), dq(b)?)))  -> requantize(qconv2d|qlinear(x, W, b))
     quantize(matmul(dq(a), dq(b)))                       -> requantize(qmatmul(a, b))
     quantize(act?(add(dq(a), dq(b))))                    -> qadd(a, b)
+    quantize(mul(dq(a), dq(b)))                          -> qmul(a, b)
     quantize(reduce_mean(dq(x)))                         -> qmean(x)
     t(dq(x))                                             -> dq(t(x))   (t: reshape, flatten,
-                                          transpose, squeeze, unsqueeze, max_pool2d, pad 0)
+                       transpose, squeeze, unsqueeze, max_pool2d, slice, expand, pad with 0)
+    project(split(dq(x)))                                -> dq(project(split(x)))
     concat(dq(a), dq(b), ...), one scale and zero point  -> dq(concat(a, b, ...))
     quantize(f(dq(x))), f elementwise in x alone, 8 bits  -> qlookup(x, table)
                                           (the chain on all 256 values: fold_lookup.py)
@@ -20,7 +22,7 @@ Contract: exact, bit for bit, ties included, against the Q/DQ graph in real arit
   the bias scale is s_x s_w; quantize rounds (acc + b) s_x s_w / s_y, and requantize rounds
   (acc + b) m / 2^n, the same number exactly when r = s_x s_w / s_y is the dyadic m / 2^n
   (passes/qscales.py; the rule refuses other scales, and says so);
-- qadd and qmean compute their rational rescale exactly (ir/ops/qarith.py);
+- qadd, qmul and qmean compute their rational rescale exactly (ir/ops/qarith.py);
 - sinking a per-tensor dequantize through an op that only moves, selects or pads values is
   exact (dequantize is increasing, so max pooling commutes; pad's 0 is the zero point).
 The Q/DQ graph of smelt's `quantize` evaluates exactly in float64 too (short mantissas), so
@@ -46,7 +48,7 @@ from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 from .fold_lookup import fold_lookup
 from .qscales import dyadic_multiplier
 
-SINKABLE = "reshape|flatten|transpose|squeeze|unsqueeze|max_pool2d|pad"
+SINKABLE = "reshape|flatten|transpose|squeeze|unsqueeze|max_pool2d|pad|slice|expand"
 CLAMP_KEYS = ("bits", "signed", "qmin", "qmax")
 
 
@@ -205,15 +207,16 @@ add_p = op.add(op.dequantize(var("a")).named("da"),
                op.dequantize(var("b")).named("db")).single_use().named("s")
 
 
-def _fold_add(da: Node, db: Node, q: Node, act: Node | None) -> Node | NoMatch:
+def _fold_add(da: Node, db: Node, q: Node, act: Node | None, kind: str = "qadd"
+              ) -> Node | NoMatch:
     pa, pb, pq = per_tensor(da), per_tensor(db), per_tensor(q)
     if pa is None or pb is None or pq is None:
-        return reject("qadd needs per-tensor quantization of both operands and the result")
+        return reject(f"{kind} needs per-tensor quantization of both operands and the result")
     clamp = clamp_of(q, act)
     if isinstance(clamp, NoMatch):
         return clamp
     try:
-        return Node.make("qadd", (da.inputs[0], db.inputs[0]), a_scale=pa[0], a_zp=pa[1],
+        return Node.make(kind, (da.inputs[0], db.inputs[0]), a_scale=pa[0], a_zp=pa[1],
                          b_scale=pb[0], b_zp=pb[1], out_scale=pq[0], out_zp=pq[1], **clamp)
     except SmeltError as e:
         return reject(str(e))
@@ -232,6 +235,15 @@ def fold_add_act(a: Node, b: Node, da: Node, db: Node, s: Node, act: Node,
                  q: Node) -> Node | NoMatch:
     """quantize(relu|relu6(add(dq(a), dq(b)))) -> qadd(a, b){clamp from the activation}"""
     return _fold_add(da, db, q, act)
+
+
+@rule(op.quantize(op.mul(op.dequantize(var("a")).named("da"), op.dequantize(var("b"))
+                         .named("db")).single_use().named("s")).named("q"),
+      contract=exact, family="fold-qdq", instance=".qdq_instances:mul")
+def fold_mul(a: Node, b: Node, da: Node, db: Node, s: Node, q: Node) -> Node | NoMatch:
+    """quantize(mul(dq(a), dq(b))) -> qmul(a, b)   (exact rational rescale; squeeze-
+    excitation's x * gate)"""
+    return _fold_add(da, db, q, None, "qmul")
 
 
 @rule(op.quantize(op.reduce_mean(op.dequantize(var("x")).named("dx")).single_use()
@@ -270,6 +282,18 @@ def sink_dequantize(x: Node, dx: Node, t: Node) -> Node | NoMatch:
     return Node.make("dequantize", (moved,), scale=(p[0],), zero_point=(p[1],))
 
 
+@rule(op.project(op.split(op.dequantize(var("x")).named("dx")).named("sp")).named("t"),
+      contract=exact, family="fold-qdq", instance=".qdq_instances:split_part")
+def sink_dequantize_split(x: Node, dx: Node, sp: Node, t: Node) -> Node | NoMatch:
+    """project(split(dq(x))) -> dq(project(split(x)))   (per-tensor dq: a part of a split
+    only selects values)"""
+    p = per_tensor(dx)
+    if p is None:
+        return reject("the dequantize is per channel")
+    part = Node.make("project", (Node.make("split", (x,), **sp.attrs),), **t.attrs)
+    return Node.make("dequantize", (part,), scale=(p[0],), zero_point=(p[1],))
+
+
 @rule(op.concat(...).named("c"), contract=exact, family="fold-qdq",
       instance=".qdq_instances:concat")
 def sink_dequantize_concat(c: Node) -> Node | NoMatch:
@@ -306,5 +330,6 @@ def cancel_qdq(x: Node, dx: Node, q: Node) -> Node | NoMatch:
 
 
 FOLD_QDQ = RuleSet([fold_contraction_act, fold_contraction, fold_add_act, fold_add,
-                    fold_mean, sink_dequantize, sink_dequantize_concat, cancel_qdq,
+                    fold_mul, fold_mean, sink_dequantize, sink_dequantize_split,
+                    sink_dequantize_concat, cancel_qdq,
                     fold_lookup], name="fold-qdq")

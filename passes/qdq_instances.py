@@ -125,13 +125,13 @@ def _contraction(act: bool):
     return build
 
 
-def _add(act: bool):
+def _add(act: bool, kind: str = "add"):
     @well_typed
     def build(draw) -> Graph:
         shape = (draw(st.integers(1, 3)), draw(st.integers(1, 5)))
         a, da, _ = dq_input(draw, "x0", shape)
         b, db, _ = dq_input(draw, "x1", shape if draw(st.booleans()) else shape[1:])
-        y = Node.make("add", (da, db))
+        y = Node.make(kind, (da, db))
         if act:
             y = Node.make(draw(st.sampled_from(("relu", "relu6"))), (y,))
         return Graph([a, b], [quantize_out(draw, y, act_scale(draw))])
@@ -143,6 +143,7 @@ contraction = _contraction(False)  # quantize(conv2d|linear|matmul(dq(x), dq(W),
 contraction_act = _contraction(True)  # ... with relu or relu6 before the quantize
 add = _add(False)  # quantize(add(dq(a), dq(b)))
 add_act = _add(True)  # ... with relu or relu6 before the quantize
+mul = _add(False, "mul")  # quantize(mul(dq(a), dq(b)))
 
 
 @well_typed
@@ -160,7 +161,8 @@ def sink(draw) -> Graph:
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 4)), draw(st.integers(2, 6)),
              draw(st.integers(2, 6)))
     x, dx, _ = dq_input(draw, "x0", shape)
-    kind = draw(st.sampled_from(("reshape", "flatten", "transpose", "max_pool2d", "pad")))
+    kind = draw(st.sampled_from(("reshape", "flatten", "transpose", "max_pool2d", "pad",
+                                 "slice", "expand")))
     if kind == "reshape":
         y = Node.make("reshape", (dx,), shape=(shape[0], int(np.prod(shape[1:]))))
     elif kind == "flatten":
@@ -170,9 +172,22 @@ def sink(draw) -> Graph:
     elif kind == "max_pool2d":
         y = Node.make("max_pool2d", (dx,), kernel=(2, 2), stride=(2, 2),
                       padding=(draw(st.integers(0, 1)),) * 2)
+    elif kind == "expand":
+        y = Node.make("expand", (dx,), shape=(2,) + shape)
+    elif kind == "slice":
+        y = Node.make("slice", (dx,), axis=draw(st.integers(-4, 3)), start=draw(
+            st.integers(-2, 1)), step=draw(st.integers(1, 2)))
     else:
         y = Node.make("pad", (dx,), pads=(0, 0, 0, 2, 1, 0, 0, 1), value=0.0)
     return Graph([x], [y])
+
+
+def split_part(draw) -> Graph:
+    """project(split(dq(x))): sink_dequantize_split."""
+    sizes = tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(1, 3))))
+    x, dx, _ = dq_input(draw, "x0", (draw(st.integers(1, 2)), sum(sizes)))
+    parts = Node.make("split", (dx,), axis=1, sizes=sizes)
+    return Graph([x], [Node.make("project", (parts,), index=draw(st.integers(0, len(sizes) - 1)))])
 
 
 def cancel(draw) -> Graph:

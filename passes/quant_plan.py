@@ -2,12 +2,14 @@
 weights are quantized, read off the graph.
 
 Activations (schemes with `a8`). A quantizable op computes in integers once folded: conv2d,
-linear and matmul (int8 contractions), add (qadd), reduce_mean (qmean), and the activation
-functions `TABLED` (gelu, silu, sigmoid, tanh, ...: a 256-entry table, passes/fold_lookup.py;
-relu and relu6 fold into the clamp of the layer before them instead). Its float
+linear and matmul (int8 contractions), add and mul (qadd, qmul: squeeze-excitation's gate),
+reduce_mean (qmean), and the activation functions `TABLED` (gelu, silu, sigmoid, tanh, ...:
+a 256-entry table, passes/fold_lookup.py; relu and relu6 fold into the clamp of the layer
+before them instead), as are mul and div by a one-element constant. Its float
 operands, and the graph's float outputs, are the tensors to quantize. A tensor produced by
 an op that commutes with a per-tensor dequantize (reshape, flatten, transpose, squeeze,
-unsqueeze, max_pool2d, and pad with 0, which becomes pad with the zero point) is quantized
+unsqueeze, max_pool2d, slice, expand, a part of a split (attention's q, k, v), and pad with 0, which
+becomes pad with the zero point) is quantized
 where it comes from instead: the Q/DQ pair goes after the producer of the chain (its
 `source`), so the chain's ops run on integers after `fold-qdq` sinks the dequantize through
 them. A graph input is a source too: its quantize is the graph's input quantize.
@@ -35,9 +37,10 @@ from smelt.ir.node import Node
 from smelt.ir.types import is_float
 
 TABLED = ("gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "elu", "leaky_relu")
-QUANTIZABLE = ("conv2d", "linear", "matmul", "add", "reduce_mean") + TABLED
+QUANTIZABLE = ("conv2d", "linear", "matmul", "add", "mul", "div", "reduce_mean") + TABLED
 WEIGHTED = ("conv2d", "linear", "matmul")
-TRANSPARENT = ("reshape", "flatten", "transpose", "squeeze", "unsqueeze", "max_pool2d", "pad")
+TRANSPARENT = ("reshape", "flatten", "transpose", "squeeze", "unsqueeze", "max_pool2d", "pad",
+               "slice", "expand")
 ACTIVATIONS = ("relu", "relu6")
 
 
@@ -50,11 +53,20 @@ def transparent(n: Node) -> bool:
     return n.op != "max_pool2d" or len(n.inputs) == 1
 
 
+def split_part(n: Node) -> bool:
+    """Is `n` a part of a split (project(split(x))), which also only selects values?"""
+    return n.op == "project" and n.inputs[0].op == "split" and is_float(n.dtype)
+
+
 def source(n: Node) -> Node:
-    """The node whose quantized output `n` is: up through transparent ops."""
-    while transparent(n):
-        n = n.inputs[0]
-    return n
+    """The node whose quantized output `n` is: up through transparent ops and split parts."""
+    while True:
+        if transparent(n):
+            n = n.inputs[0]
+        elif split_part(n):
+            n = n.inputs[0].inputs[0]
+        else:
+            return n
 
 
 def weight_operand(n: Node) -> int | None:
@@ -80,7 +92,16 @@ class Plan:
     groups: list[list[Node]] = field(default_factory=list)  # sources sharing parameters
 
 
+def _scalar(x: Node) -> bool:
+    return x.op == "constant" and x.type.size == 1
+
+
 def _activation_operands(n: Node) -> list[Node]:
+    if n.op in ("mul", "div"):  # qmul; by a scalar (or divided by one): a table
+        if n.op == "div" and not _scalar(n.inputs[1]):
+            return []
+        return [x for x in n.inputs if is_float(x.dtype) and not _scalar(x)
+                and (x.op != "constant" or bool(np.all(np.isfinite(x.value))))]
     w = weight_operand(n)
     ops = list(n.inputs[:2]) if n.op in WEIGHTED else list(
         n.inputs[:1 if n.op == "reduce_mean" or n.op in TABLED else 2])

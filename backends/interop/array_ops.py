@@ -54,7 +54,7 @@ stays float16. The formulas:
   clip(rhe(acc multiplier / 2^(31 + shift)) + out_zp, qmin, qmax) in int64: with p = acc m
   and n = 31 + shift, q = p >> n (arithmetic: floor) and r = p - (q << n); up when
   r > 2^(n-1), or r = 2^(n-1) and q odd.
-- qadd and qmean (ir/ops/qarith.py), as the reference: int64 numerators from `rescale_plan`
+- qadd, qmul and qmean (ir/ops/qarith.py), as the reference: int64 numerators from `rescale_plan`
   divided with rounding to nearest, ties to even (q = floor(n / d), r = n - q d; up when
   2r > d, or 2r = d and q is odd), then the zero point and the clamp.
 - qlookup (ir/ops/lookup.py): the table taken at x minus the least value of x's type.
@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from itertools import accumulate
 from types import ModuleType
 from typing import Any
@@ -491,6 +492,14 @@ def qadd(xp: ModuleType, a: Array, b: Array, **attrs: Any) -> Array:
     return _requantized(xp, _rounded(xp, n, den), attrs)
 
 
+def qmul(xp: ModuleType, a: Array, b: Array, **attrs: Any) -> Array:
+    (c,), den = rescale_plan((Fraction(attrs["a_scale"]) * Fraction(attrs["b_scale"]),),
+                             attrs["out_scale"])
+    wide = xp.dtype("int64")
+    n = (xp.astype(a, wide) - attrs["a_zp"]) * (xp.astype(b, wide) - attrs["b_zp"]) * c
+    return _requantized(xp, _rounded(xp, n, den), attrs)
+
+
 def qmean(xp: ModuleType, x: Array, **attrs: Any) -> Array:
     rank = x.ndim
     axes = (tuple(sorted({a % rank for a in attrs["axes"]})) if attrs["axes"]
@@ -590,7 +599,7 @@ FORMULAS: dict[str, Callable[..., Any]] = {
     "project": project, "gather": gather, "scatter": scatter, "index": index,
     "index_put": index_put,
     "quantize": quantize, "dequantize": dequantize, "qconv2d": qconv2d, "qlinear": qlinear,
-    "qmatmul": qmatmul, "requantize": requantize, "qadd": qadd, "qmean": qmean,
+    "qmatmul": qmatmul, "requantize": requantize, "qadd": qadd, "qmul": qmul, "qmean": qmean,
     "qlookup": qlookup,
     "linear_w4": linear_w4, "linear24": linear24,
     "sign": sign, "bitwise_not": bitwise_not, "elu": elu, "fmod": fmod, "remainder": remainder,

@@ -32,7 +32,7 @@ from smelt.ir.graph import Graph
 JAX_OPS: dict[str, Callable[..., Any]] = bind(jax_namespace)
 #: ops whose reference arithmetic needs 64-bit types
 NEEDS_X64 = frozenset({"quantize", "dequantize", "qconv2d", "qlinear", "qmatmul",
-                       "requantize", "qadd", "qmean", "linear_w4"})
+                       "requantize", "qadd", "qmul", "qmean", "linear_w4"})
 
 
 class JaxConversionError(SmeltError):

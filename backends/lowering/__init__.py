@@ -12,7 +12,7 @@ for every target. Nothing here imports a target folder.
     indexing.py    gather, scatter, index, index_put as TE kernels
     spatial.py     conv3d, conv_transpose, 3-d and adaptive pooling, resize, grid_sample
     quant.py       quantize, dequantize, requantize, integer contractions
-    qarith.py      qadd, qmean, qlookup
+    qarith.py      qadd, qmul, qmean, qlookup
     int8_sums.py   the uint8 x int8 form of integer contractions the targets' kernels share
     packed.py      linear_w4 and linear24 on their packed weights
     fused.py       fused ops as their unfused chains

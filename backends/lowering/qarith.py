@@ -1,4 +1,4 @@
-"""Lowering of qadd and qmean (ir/ops/qarith.py) and qlookup (ir/ops/lookup.py) to TVM,
+"""Lowering of qadd, qmul and qmean (ir/ops/qarith.py) and qlookup (ir/ops/lookup.py) to TVM,
 bit-exact with the reference.
 
 Both compute an int64 numerator from the operands' centered values and the integer plan
@@ -8,6 +8,8 @@ then add the output zero point and clamp. qmean sums over its axes in a TE reduc
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 from tvm import te, tirx
 
@@ -56,6 +58,18 @@ def _qadd(bb, n: Node, xs):
         return clamped(rounded_quotient(num, den), a)
 
     return bb.call_te(K.pointwise(fn, n.shape, "qadd"), xs[0], xs[1], primfunc_name_hint="qadd")
+
+
+@lowers("qmul")
+def _qmul(bb, n: Node, xs):
+    a = n.attrs
+    (c,), den = rescale_plan((Fraction(a["a_scale"]) * Fraction(a["b_scale"]),), a["out_scale"])
+
+    def fn(x, y):
+        num = _centered(x, a["a_zp"]) * _centered(y, a["b_zp"]) * _c(c)
+        return clamped(rounded_quotient(num, den), a)
+
+    return bb.call_te(K.pointwise(fn, n.shape, "qmul"), xs[0], xs[1], primfunc_name_hint="qmul")
 
 
 @lowers("qmean")

@@ -1,12 +1,15 @@
-"""Integer ops between quantized tensors of different scales: qadd and qmean, exact.
+"""Integer ops between quantized tensors of different scales: qadd, qmul and qmean, exact.
 
     qadd(a, b){a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, bits, signed, qmin, qmax}
+    qmul(a, b){a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, bits, signed, qmin, qmax}
     qmean(x){axes, keepdims, x_scale, x_zp, out_scale, out_zp, bits, signed, qmin, qmax}
 
 Each is the Q/DQ chain it replaces, computed exactly:
 
     qadd  = quantize(dequantize(a) + dequantize(b), out_scale, out_zp)
           = clamp(rhe(((a - a_zp) a_scale + (b - b_zp) b_scale) / out_scale) + out_zp)
+    qmul  = quantize(dequantize(a) * dequantize(b), out_scale, out_zp)
+          = clamp(rhe((a - a_zp) (b - b_zp) a_scale b_scale / out_scale) + out_zp)
     qmean = quantize(mean(dequantize(x), axes), out_scale, out_zp)
           = clamp(rhe(sum(x - x_zp) x_scale / (count out_scale)) + out_zp)
 
@@ -49,10 +52,10 @@ def rounding_divide(n: np.ndarray, d: int) -> np.ndarray:
     return q + up.astype(np.int64)
 
 
-def rescale_plan(in_scales: tuple[float, ...], out_scale: float, divisor: int = 1
+def rescale_plan(in_scales: tuple[float | Fraction, ...], out_scale: float, divisor: int = 1
                  ) -> tuple[tuple[int, ...], int]:
     """Integers (c_1..c_k, D) with c_i / D = in_scale_i / (divisor * out_scale) exactly,
-    reduced by their common gcd."""
+    reduced by their common gcd (an in_scale may be an exact Fraction: qmul's product)."""
     ratios = [Fraction(s) / (Fraction(out_scale) * divisor) for s in in_scales]
     den = math.lcm(*(r.denominator for r in ratios))
     coeffs = [r.numerator * (den // r.denominator) for r in ratios]
@@ -121,6 +124,33 @@ def qadd(a, b, *, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, bits, signed,
     (numpy broadcasting)."""
     (ca, cb), den = rescale_plan((a_scale, b_scale), out_scale)
     n = (a.astype(np.int64) - a_zp) * ca + (b.astype(np.int64) - b_zp) * cb
+    return _clamped(rounding_divide(n, den), {"out_zp": out_zp, "bits": bits, "signed": signed,
+                                              "qmin": qmin, "qmax": qmax})
+
+
+# -- qmul ----------------------------------------------------------------------------------
+def _product(a_scale: float, b_scale: float) -> Fraction:
+    return Fraction(a_scale) * Fraction(b_scale)  # exact: a float product may round
+
+
+def _qmul_infer(types: list[TensorType], attrs: dict) -> TensorType:
+    a, b = types
+    _operand("a", a, attrs["a_scale"], attrs["a_zp"])
+    _operand("b", b, attrs["b_scale"], attrs["b_zp"])
+    coeffs, den = rescale_plan((_product(attrs["a_scale"], attrs["b_scale"]),),
+                               attrs["out_scale"])
+    _check_budget("qmul", coeffs, den, (_span(a) * _span(b),))
+    return _out_type(broadcast([a.shape, b.shape]), attrs)
+
+
+@defop("qmul", ("a", "b"), _qmul_infer, category="quant",
+       attrs={"a_scale": AttrSpec("float"), "a_zp": AttrSpec("int", 0),
+              "b_scale": AttrSpec("float"), "b_zp": AttrSpec("int", 0), **OUT_ATTRS})
+def qmul(a, b, *, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, bits, signed, qmin, qmax):
+    """clamp(rhe((a - a_zp) (b - b_zp) a_scale b_scale / out_scale) + out_zp), exact
+    (numpy broadcasting)."""
+    (c,), den = rescale_plan((_product(a_scale, b_scale),), out_scale)
+    n = (a.astype(np.int64) - a_zp) * (b.astype(np.int64) - b_zp) * c
     return _clamped(rounding_divide(n, den), {"out_zp": out_zp, "bits": bits, "signed": signed,
                                               "qmin": qmin, "qmax": qmax})
 
