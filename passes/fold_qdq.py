@@ -7,7 +7,6 @@
     quantize(reduce_mean(dq(x)))                         -> qmean(x)
     t(dq(x))                                             -> dq(t(x))   (t: reshape, flatten,
                        transpose, squeeze, unsqueeze, max_pool2d, slice, expand, pad with 0)
-    project(split(dq(x)))                                -> dq(project(split(x)))
     concat(dq(a), dq(b), ...), one scale and zero point  -> dq(concat(a, b, ...))
     quantize(f(dq(x))), f elementwise in x alone, 8 bits  -> qlookup(x, table)
                                           (the chain on all 256 values: fold_lookup.py)
@@ -282,18 +281,6 @@ def sink_dequantize(x: Node, dx: Node, t: Node) -> Node | NoMatch:
     return Node.make("dequantize", (moved,), scale=(p[0],), zero_point=(p[1],))
 
 
-@rule(op.project(op.split(op.dequantize(var("x")).named("dx")).named("sp")).named("t"),
-      contract=exact, family="fold-qdq", instance=".qdq_instances:split_part")
-def sink_dequantize_split(x: Node, dx: Node, sp: Node, t: Node) -> Node | NoMatch:
-    """project(split(dq(x))) -> dq(project(split(x)))   (per-tensor dq: a part of a split
-    only selects values)"""
-    p = per_tensor(dx)
-    if p is None:
-        return reject("the dequantize is per channel")
-    part = Node.make("project", (Node.make("split", (x,), **sp.attrs),), **t.attrs)
-    return Node.make("dequantize", (part,), scale=(p[0],), zero_point=(p[1],))
-
-
 @rule(op.concat(...).named("c"), contract=exact, family="fold-qdq",
       instance=".qdq_instances:concat")
 def sink_dequantize_concat(c: Node) -> Node | NoMatch:
@@ -330,6 +317,5 @@ def cancel_qdq(x: Node, dx: Node, q: Node) -> Node | NoMatch:
 
 
 FOLD_QDQ = RuleSet([fold_contraction_act, fold_contraction, fold_add_act, fold_add,
-                    fold_mul, fold_mean, sink_dequantize, sink_dequantize_split,
-                    sink_dequantize_concat, cancel_qdq,
+                    fold_mul, fold_mean, sink_dequantize, sink_dequantize_concat, cancel_qdq,
                     fold_lookup], name="fold-qdq")

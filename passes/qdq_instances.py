@@ -182,14 +182,6 @@ def sink(draw) -> Graph:
     return Graph([x], [y])
 
 
-def split_part(draw) -> Graph:
-    """project(split(dq(x))): sink_dequantize_split."""
-    sizes = tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(1, 3))))
-    x, dx, _ = dq_input(draw, "x0", (draw(st.integers(1, 2)), sum(sizes)))
-    parts = Node.make("split", (dx,), axis=1, sizes=sizes)
-    return Graph([x], [Node.make("project", (parts,), index=draw(st.integers(0, len(sizes) - 1)))])
-
-
 def cancel(draw) -> Graph:
     """quantize(dq(quantize(x))): the outer quantize repeats the inner one's parameters."""
     x = Node.input("x0", (draw(st.integers(1, 3)), draw(st.integers(1, 4))), "float32")

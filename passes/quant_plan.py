@@ -8,7 +8,7 @@ a 256-entry table, passes/fold_lookup.py; relu and relu6 fold into the clamp of 
 before them instead), as are mul and div by a one-element constant. Its float
 operands, and the graph's float outputs, are the tensors to quantize. A tensor produced by
 an op that commutes with a per-tensor dequantize (reshape, flatten, transpose, squeeze,
-unsqueeze, max_pool2d, slice, expand, a part of a split (attention's q, k, v), and pad with 0, which
+unsqueeze, max_pool2d, slice, expand, and pad with 0, which
 becomes pad with the zero point) is quantized
 where it comes from instead: the Q/DQ pair goes after the producer of the chain (its
 `source`), so the chain's ops run on integers after `fold-qdq` sinks the dequantize through
@@ -53,20 +53,11 @@ def transparent(n: Node) -> bool:
     return n.op != "max_pool2d" or len(n.inputs) == 1
 
 
-def split_part(n: Node) -> bool:
-    """Is `n` a part of a split (project(split(x))), which also only selects values?"""
-    return n.op == "project" and n.inputs[0].op == "split" and is_float(n.dtype)
-
-
 def source(n: Node) -> Node:
-    """The node whose quantized output `n` is: up through transparent ops and split parts."""
-    while True:
-        if transparent(n):
-            n = n.inputs[0]
-        elif split_part(n):
-            n = n.inputs[0].inputs[0]
-        else:
-            return n
+    """The node whose quantized output `n` is: up through transparent ops."""
+    while transparent(n):
+        n = n.inputs[0]
+    return n
 
 
 def weight_operand(n: Node) -> int | None:

@@ -18,6 +18,7 @@ from tvm import s_tir
 
 from .sched_util import (
     all_blocks,
+    copies_on_inline,
     extent,
     inline_epilogue,
     iter_kinds,
@@ -124,7 +125,7 @@ def elementwise(sch: s_tir.Schedule) -> bool:
         return False
     outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(sch.get_sblock("root"))}
     for blk in blocks:
-        if sch.get(blk).name_hint not in outputs:
+        if sch.get(blk).name_hint not in outputs and not copies_on_inline(sch, blk):
             try:
                 sch.compute_inline(blk)
             except Exception:  # kept: it is scheduled below as its own loop nest

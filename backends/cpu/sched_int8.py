@@ -48,6 +48,7 @@ from .sched_tiles import PARALLEL_MIN_MACS, _largest_divisor, _others
 from .sched_util import (
     PARALLEL_MIN_ELEMS,
     all_blocks,
+    copies_on_inline,
     extent,
     inline_epilogue,
     schedule_plain,
@@ -396,7 +397,8 @@ def pack(sch: s_tir.Schedule) -> bool:
         return False
     name = sch.get(blk).name_hint
     for other in all_blocks(sch):
-        if sch.get(other).name_hint not in (name, "quantize"):
+        if sch.get(other).name_hint not in (name, "quantize") \
+                and not copies_on_inline(sch, other):
             try:
                 sch.compute_inline(other)
             except Exception:  # an output (or a reduction) keeps its own loops

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 
+from smelt.backends.cpu.sched_util import copies_on_inline
+
 SCHEDULE_ATTR = "smelt.schedule_c"
 
 
@@ -74,7 +76,8 @@ def _inline(sch: s_tir.Schedule) -> tuple[s_tir.Schedule, bool]:
             if _is_reduction(sch, blk) or name in outputs:
                 continue
             consumers = sch.get_consumers(blk)
-            if not consumers or any(_is_reduction(sch, c) for c in consumers):
+            if not consumers or any(_is_reduction(sch, c) for c in consumers) \
+                    or copies_on_inline(sch, blk):
                 continue
             trial = _try(sch, lambda s, n=name: s.compute_inline(s.get_sblock(n)))
             if trial is not None:
