@@ -106,19 +106,39 @@ def _clamped(v: np.ndarray, attrs: dict) -> np.ndarray:
 OUT_ATTRS = {"out_scale": AttrSpec("float"), "out_zp": AttrSpec("int", 0), **CLAMP_ATTRS}
 
 
-# -- qadd ----------------------------------------------------------------------------------
-def _qadd_infer(types: list[TensorType], attrs: dict) -> TensorType:
-    a, b = types
-    _operand("a", a, attrs["a_scale"], attrs["a_zp"])
-    _operand("b", b, attrs["b_scale"], attrs["b_zp"])
-    coeffs, den = rescale_plan((attrs["a_scale"], attrs["b_scale"]), attrs["out_scale"])
-    _check_budget("qadd", coeffs, den, (_span(a), _span(b)))
-    return _out_type(broadcast([a.shape, b.shape]), attrs)
+# -- qadd and qmul --------------------------------------------------------------------------
+def _product(a_scale: float, b_scale: float) -> Fraction:
+    return Fraction(a_scale) * Fraction(b_scale)  # exact: a float product may round
 
 
-@defop("qadd", ("a", "b"), _qadd_infer, category="quant",
-       attrs={"a_scale": AttrSpec("float"), "a_zp": AttrSpec("int", 0),
-              "b_scale": AttrSpec("float"), "b_zp": AttrSpec("int", 0), **OUT_ATTRS})
+def _add_plan(attrs: dict) -> tuple[tuple[int, ...], int]:
+    return rescale_plan((attrs["a_scale"], attrs["b_scale"]), attrs["out_scale"])
+
+
+def _mul_plan(attrs: dict) -> tuple[tuple[int, ...], int]:
+    return rescale_plan((_product(attrs["a_scale"], attrs["b_scale"]),), attrs["out_scale"])
+
+
+def _binary_infer(op: str, plan, spans):
+    """Type inference of qadd / qmul: two quantized operands (numpy broadcasting), a plan
+    whose numerators stay in int64 for the operands' `spans`."""
+    def infer(types: list[TensorType], attrs: dict) -> TensorType:
+        a, b = types
+        _operand("a", a, attrs["a_scale"], attrs["a_zp"])
+        _operand("b", b, attrs["b_scale"], attrs["b_zp"])
+        coeffs, den = plan(attrs)
+        _check_budget(op, coeffs, den, spans(_span(a), _span(b)))
+        return _out_type(broadcast([a.shape, b.shape]), attrs)
+
+    return infer
+
+
+BINARY_ATTRS = {"a_scale": AttrSpec("float"), "a_zp": AttrSpec("int", 0),
+                "b_scale": AttrSpec("float"), "b_zp": AttrSpec("int", 0), **OUT_ATTRS}
+
+
+@defop("qadd", ("a", "b"), _binary_infer("qadd", _add_plan, lambda sa, sb: (sa, sb)),
+       category="quant", attrs=BINARY_ATTRS)
 def qadd(a, b, *, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, bits, signed, qmin, qmax):
     """clamp(rhe(((a - a_zp) a_scale + (b - b_zp) b_scale) / out_scale) + out_zp), exact
     (numpy broadcasting)."""
@@ -128,24 +148,8 @@ def qadd(a, b, *, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, bits, signed,
                                               "qmin": qmin, "qmax": qmax})
 
 
-# -- qmul ----------------------------------------------------------------------------------
-def _product(a_scale: float, b_scale: float) -> Fraction:
-    return Fraction(a_scale) * Fraction(b_scale)  # exact: a float product may round
-
-
-def _qmul_infer(types: list[TensorType], attrs: dict) -> TensorType:
-    a, b = types
-    _operand("a", a, attrs["a_scale"], attrs["a_zp"])
-    _operand("b", b, attrs["b_scale"], attrs["b_zp"])
-    coeffs, den = rescale_plan((_product(attrs["a_scale"], attrs["b_scale"]),),
-                               attrs["out_scale"])
-    _check_budget("qmul", coeffs, den, (_span(a) * _span(b),))
-    return _out_type(broadcast([a.shape, b.shape]), attrs)
-
-
-@defop("qmul", ("a", "b"), _qmul_infer, category="quant",
-       attrs={"a_scale": AttrSpec("float"), "a_zp": AttrSpec("int", 0),
-              "b_scale": AttrSpec("float"), "b_zp": AttrSpec("int", 0), **OUT_ATTRS})
+@defop("qmul", ("a", "b"), _binary_infer("qmul", _mul_plan, lambda sa, sb: (sa * sb,)),
+       category="quant", attrs=BINARY_ATTRS)
 def qmul(a, b, *, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, bits, signed, qmin, qmax):
     """clamp(rhe((a - a_zp) (b - b_zp) a_scale b_scale / out_scale) + out_zp), exact
     (numpy broadcasting)."""
