@@ -6,7 +6,8 @@
     quantize(mul(dq(a), dq(b)))                          -> qmul(a, b)
     quantize(reduce_mean(dq(x)))                         -> qmean(x)
     t(dq(x))                                             -> dq(t(x))   (t: reshape, flatten,
-                       transpose, squeeze, unsqueeze, max_pool2d, slice, expand, pad with 0)
+                       transpose, squeeze, unsqueeze, max_pool2d, slice, expand, pad with 0,
+                       adaptive_max_pool2d, reduce_max, reduce_min)
     concat(dq(a), dq(b), ...), one scale and zero point  -> dq(concat(a, b, ...))
     quantize(f(dq(x))), f elementwise in x alone, 8 bits  -> qlookup(x, table)
                                           (the chain on all 256 values: fold_lookup.py)
@@ -47,7 +48,8 @@ from smelt.rewrite.rule import NoMatch, RuleSet, reject, rule
 from .fold_lookup import fold_lookup
 from .qscales import dyadic_multiplier
 
-SINKABLE = "reshape|flatten|transpose|squeeze|unsqueeze|max_pool2d|pad|slice|expand"
+SINKABLE = ("reshape|flatten|transpose|squeeze|unsqueeze|max_pool2d|pad|slice|expand|"
+            "adaptive_max_pool2d|reduce_max|reduce_min")
 CLAMP_KEYS = ("bits", "signed", "qmin", "qmax")
 
 

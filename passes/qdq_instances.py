@@ -162,7 +162,7 @@ def sink(draw) -> Graph:
              draw(st.integers(2, 6)))
     x, dx, _ = dq_input(draw, "x0", shape)
     kind = draw(st.sampled_from(("reshape", "flatten", "transpose", "max_pool2d", "pad",
-                                 "slice", "expand")))
+                                 "slice", "expand", "adaptive_max_pool2d", "reduce_max")))
     if kind == "reshape":
         y = Node.make("reshape", (dx,), shape=(shape[0], int(np.prod(shape[1:]))))
     elif kind == "flatten":
@@ -172,6 +172,12 @@ def sink(draw) -> Graph:
     elif kind == "max_pool2d":
         y = Node.make("max_pool2d", (dx,), kernel=(2, 2), stride=(2, 2),
                       padding=(draw(st.integers(0, 1)),) * 2)
+    elif kind == "adaptive_max_pool2d":
+        y = Node.make("adaptive_max_pool2d", (dx,), output_size=(2, draw(st.integers(1, 3))))
+    elif kind == "reduce_max":
+        y = Node.make(draw(st.sampled_from(("reduce_max", "reduce_min"))), (dx,),
+                      axes=draw(st.sampled_from(((2, 3), (1,), (-1,)))),
+                      keepdims=draw(st.booleans()))
     elif kind == "expand":
         y = Node.make("expand", (dx,), shape=(2,) + shape)
     elif kind == "slice":

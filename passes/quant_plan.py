@@ -8,7 +8,8 @@ a 256-entry table, passes/fold_lookup.py; relu and relu6 fold into the clamp of 
 before them instead), as are mul and div by a one-element constant. Its float
 operands, and the graph's float outputs, are the tensors to quantize. A tensor produced by
 an op that commutes with a per-tensor dequantize (reshape, flatten, transpose, squeeze,
-unsqueeze, max_pool2d, slice, expand, and pad with 0, which
+unsqueeze, max_pool2d, slice, expand, adaptive max pooling, reduce_max and reduce_min (a
+per-tensor dequantize is increasing), and pad with 0, which
 becomes pad with the zero point) is quantized
 where it comes from instead: the Q/DQ pair goes after the producer of the chain (its
 `source`), so the chain's ops run on integers after `fold-qdq` sinks the dequantize through
@@ -40,7 +41,7 @@ TABLED = ("gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "elu", 
 QUANTIZABLE = ("conv2d", "linear", "matmul", "add", "mul", "div", "reduce_mean") + TABLED
 WEIGHTED = ("conv2d", "linear", "matmul")
 TRANSPARENT = ("reshape", "flatten", "transpose", "squeeze", "unsqueeze", "max_pool2d", "pad",
-               "slice", "expand")
+               "slice", "expand", "adaptive_max_pool2d", "reduce_max", "reduce_min")
 ACTIVATIONS = ("relu", "relu6")
 
 
