@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from tvm import s_tir
 
+from smelt.backends.lowering.inlining import copies_on_inline
+
 from .sched_util import (
     all_blocks,
-    copies_on_inline,
     extent,
     inline_epilogue,
     iter_kinds,

@@ -43,12 +43,13 @@ import tvm
 from tvm import s_tir, tirx
 from tvm.tirx import IndexMap
 
+from smelt.backends.lowering.inlining import copies_on_inline
+
 from .int8_kernels import WINDOW_ATTR, pixel_lanes
 from .sched_tiles import PARALLEL_MIN_MACS, _largest_divisor, _others
 from .sched_util import (
     PARALLEL_MIN_ELEMS,
     all_blocks,
-    copies_on_inline,
     extent,
     inline_epilogue,
     schedule_plain,

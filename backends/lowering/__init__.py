@@ -16,6 +16,7 @@ for every target. Nothing here imports a target folder.
     int8_sums.py   the uint8 x int8 form of integer contractions the targets' kernels share
     packed.py      linear_w4 and linear24 on their packed weights
     fused.py       fused ops as their unfused chains
+    inlining.py    which producers the targets' schedules may inline
     module.py      `to_relax`
 """
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 
-from smelt.backends.cpu.sched_util import copies_on_inline
+from smelt.backends.lowering.inlining import copies_on_inline
 
 SCHEDULE_ATTR = "smelt.schedule_c"
 
