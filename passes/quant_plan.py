@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from networkx.utils import UnionFind
 
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
@@ -88,17 +89,20 @@ def _scalar(x: Node) -> bool:
     return x.op == "constant" and x.type.size == 1
 
 
+def _quantizable(x: Node) -> bool:
+    """A float tensor an integer range can hold: not a constant with NaN or infinities."""
+    return is_float(x.dtype) and (x.op != "constant" or bool(np.all(np.isfinite(x.value))))
+
+
 def _activation_operands(n: Node) -> list[Node]:
     if n.op in ("mul", "div"):  # qmul; by a scalar (or divided by one): a table
         if n.op == "div" and not _scalar(n.inputs[1]):
             return []
-        return [x for x in n.inputs if is_float(x.dtype) and not _scalar(x)
-                and (x.op != "constant" or bool(np.all(np.isfinite(x.value))))]
+        return [x for x in n.inputs if _quantizable(x) and not _scalar(x)]
     w = weight_operand(n)
     ops = list(n.inputs[:2]) if n.op in WEIGHTED else list(
         n.inputs[:1 if n.op == "reduce_mean" or n.op in TABLED else 2])
-    return [x for i, x in enumerate(ops) if i != w and is_float(x.dtype)
-            and (x.op != "constant" or bool(np.all(np.isfinite(x.value))))]
+    return [x for i, x in enumerate(ops) if i != w and _quantizable(x)]
 
 
 def plan(graph: Graph, activations: bool, describe, ops: tuple[str, ...] = QUANTIZABLE
@@ -144,42 +148,23 @@ def _concat_operands(c: Node) -> list[Node] | None:
     if c.op != "concat" or not is_float(c.dtype):
         return None
     ops = [source(x) for x in c.inputs]
-    if not all(is_float(s.dtype) and (s.op != "constant" or bool(np.all(np.isfinite(s.value))))
-               for s in ops):
-        return None
-    return ops
+    return ops if all(_quantizable(s) for s in ops) else None
 
 
 def _concat_groups(sources: list[Node], seen: set[Node]) -> list[list[Node]]:
     """Add the operands of each quantized concat to `sources` (in place) and return the
     groups of sources that must share parameters (union-find over the concats)."""
-    parent: dict[Node, Node] = {}
-
-    def find(n: Node) -> Node:
-        while parent.get(n, n) is not n:
-            n = parent[n]
-        return n
-
+    joined = UnionFind()
     todo = list(sources)
     while todo:
         c = todo.pop()
-        ops = _concat_operands(c)
-        for s in ops or ():
+        for s in _concat_operands(c) or ():
             if s not in seen:
                 seen.add(s)
                 sources.append(s)
                 todo.append(s)
-            a, b = find(c), find(s)
-            if a is not b:
-                parent[b] = a
-    groups: dict[Node, list[Node]] = {}
-    for n in parent:
-        groups.setdefault(find(n), [])
-    for n in seen:
-        r = find(n)
-        if r in groups:
-            groups[r].append(n)
-    return list(groups.values())
+            joined.union(c, s)
+    return [list(g) for g in joined.to_sets()]
 
 
 def output_source(layer: Node, users: dict[Node, list[Node]], sources: set[Node]

@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from fractions import Fraction
 from itertools import accumulate
 from types import ModuleType
 from typing import Any
@@ -80,7 +79,7 @@ import numpy as np
 from smelt.ir.op_table import OPS
 from smelt.ir.ops.common import norm_axis, prod
 from smelt.ir.ops.fused import ACTIVATION_OPS, split_operands
-from smelt.ir.ops.qarith import rescale_plan
+from smelt.ir.ops.qarith import qmul_plan, rescale_plan
 from smelt.ir.ops.quant import INT_RANGES, channel, clamp_bounds
 from smelt.ir.ops.resample import resize_plan
 
@@ -493,8 +492,7 @@ def qadd(xp: ModuleType, a: Array, b: Array, **attrs: Any) -> Array:
 
 
 def qmul(xp: ModuleType, a: Array, b: Array, **attrs: Any) -> Array:
-    (c,), den = rescale_plan((Fraction(attrs["a_scale"]) * Fraction(attrs["b_scale"]),),
-                             attrs["out_scale"])
+    (c,), den = qmul_plan(attrs)
     wide = xp.dtype("int64")
     n = (xp.astype(a, wide) - attrs["a_zp"]) * (xp.astype(b, wide) - attrs["b_zp"]) * c
     return _requantized(xp, _rounded(xp, n, den), attrs)

@@ -9,13 +9,11 @@ then add the output zero point and clamp. qmean sums over its axes in a TE reduc
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from tvm import te, tirx
 
 from smelt.ir.node import Node
 from smelt.ir.ops.common import prod
-from smelt.ir.ops.qarith import rescale_plan
+from smelt.ir.ops.qarith import qmul_plan, rescale_plan
 from smelt.ir.ops.quant import INT_RANGES, clamp_bounds
 
 from . import te_kernels as K
@@ -63,7 +61,7 @@ def _qadd(bb, n: Node, xs):
 @lowers("qmul")
 def _qmul(bb, n: Node, xs):
     a = n.attrs
-    (c,), den = rescale_plan((Fraction(a["a_scale"]) * Fraction(a["b_scale"]),), a["out_scale"])
+    (c,), den = qmul_plan(a)
 
     def fn(x, y):
         num = _centered(x, a["a_zp"]) * _centered(y, a["b_zp"]) * _c(c)

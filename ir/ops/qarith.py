@@ -107,16 +107,15 @@ OUT_ATTRS = {"out_scale": AttrSpec("float"), "out_zp": AttrSpec("int", 0), **CLA
 
 
 # -- qadd and qmul --------------------------------------------------------------------------
-def _product(a_scale: float, b_scale: float) -> Fraction:
-    return Fraction(a_scale) * Fraction(b_scale)  # exact: a float product may round
-
-
 def _add_plan(attrs: dict) -> tuple[tuple[int, ...], int]:
     return rescale_plan((attrs["a_scale"], attrs["b_scale"]), attrs["out_scale"])
 
 
-def _mul_plan(attrs: dict) -> tuple[tuple[int, ...], int]:
-    return rescale_plan((_product(attrs["a_scale"], attrs["b_scale"]),), attrs["out_scale"])
+def qmul_plan(attrs: dict) -> tuple[tuple[int, ...], int]:
+    """qmul's (c,), D: c / D = a_scale b_scale / out_scale exactly (the product taken as a
+    Fraction: in floats it may round)."""
+    product = Fraction(attrs["a_scale"]) * Fraction(attrs["b_scale"])
+    return rescale_plan((product,), attrs["out_scale"])
 
 
 def _binary_infer(op: str, plan, spans):
@@ -148,12 +147,12 @@ def qadd(a, b, *, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, bits, signed,
                                               "qmin": qmin, "qmax": qmax})
 
 
-@defop("qmul", ("a", "b"), _binary_infer("qmul", _mul_plan, lambda sa, sb: (sa * sb,)),
+@defop("qmul", ("a", "b"), _binary_infer("qmul", qmul_plan, lambda sa, sb: (sa * sb,)),
        category="quant", attrs=BINARY_ATTRS)
 def qmul(a, b, *, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, bits, signed, qmin, qmax):
     """clamp(rhe((a - a_zp) (b - b_zp) a_scale b_scale / out_scale) + out_zp), exact
     (numpy broadcasting)."""
-    (c,), den = rescale_plan((_product(a_scale, b_scale),), out_scale)
+    (c,), den = qmul_plan({"a_scale": a_scale, "b_scale": b_scale, "out_scale": out_scale})
     n = (a.astype(np.int64) - a_zp) * (b.astype(np.int64) - b_zp) * c
     return _clamped(rounding_divide(n, den), {"out_zp": out_zp, "bits": bits, "signed": signed,
                                               "qmin": qmin, "qmax": qmax})
