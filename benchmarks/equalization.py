@@ -3,7 +3,7 @@ per-tensor int8 weight quantization before and after `equalize`.
 
 A MobileNetV2-style network (smelt.zoo's ConvBNAct and InvertedResidual blocks: 1x1 expand,
 3x3 depthwise, 1x1 project, ReLU6, residuals) is trained here, seeded, for a few seconds on
-scikit-learn's bundled digits (1,797 images, 1x8x8 input; 80/20 split; benchmarks/digits.py).
+scikit-learn's bundled digits (1,797 images, 1x8x8 input; 80/20 split; smelt/digits.py).
 It is
 traced into smelt, batch norms are folded (`fold-bn`, exact), and then
 
@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.digits import digits, mobilenet_v2_digits, train
 from benchmarks.harness import (
     bar_chart,
     figure,
@@ -51,6 +50,7 @@ from benchmarks.harness import (
     write_report,
 )
 from benchmarks.runtimes import quiet_trace
+from smelt.digits import digits, mobilenet_v2_digits, train
 
 RESULTS = results_path("equalization")
 BITS = (8, 4)

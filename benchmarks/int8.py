@@ -14,7 +14,7 @@ Errors are against torch fp32 (max |diff| / max |reference|) and, for the int8 r
 agreement of the argmax.
 
 Accuracy (scikit-learn's digits, 1,797 8x8 images, 80/20 split; a MobileNetV2-style net
-trained here, seeded; benchmarks/digits.py; 360 test images in batches of 40, the first
+trained here, seeded; smelt/digits.py; 360 test images in batches of 40, the first
 n * 40): test accuracy of fp32, W8A8 (per-channel
 weights), W8A8-tensor (per-tensor weights), each with and without `equalize` before
 quantizing, and onnxruntime int8 of the same net. Calibration: 240 training images.
@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 
 from benchmarks.cpu_models import bench_models
-from benchmarks.digits import digits, mobilenet_v2_digits, train
 from benchmarks.harness import (
     bar_chart,
     failure,
@@ -67,6 +66,7 @@ from benchmarks.runtimes import (
     speedups,
     time_runtimes,
 )
+from smelt.digits import digits, mobilenet_v2_digits, train
 
 RESULTS = results_path("int8")
 INT8_PIPELINE = "fold-bn,canonicalize,quantize(w8a8),fold-qdq"

@@ -2,7 +2,7 @@
 accuracy, MACs, parameters and compiled latency at several pruning ratios.
 
 Both networks are trained here, seeded, on scikit-learn's bundled digits (1,797 images, 1x8x8;
-80/20 split; benchmarks/digits.py's data and MobileNetV2-style net, smelt.zoo's
+80/20 split; smelt/digits.py's data and MobileNetV2-style net, smelt.zoo's
 BasicBlock for the ResNet-style one), traced into smelt and batch norms folded (`fold-bn`,
 exact). Then, for each ratio:
 
@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.digits import accuracy, digits, fine_tune, mobilenet_v2_digits, train
 from benchmarks.harness import (
     figure,
     library_versions,
@@ -53,6 +52,7 @@ from benchmarks.harness import (
     write_report,
 )
 from benchmarks.runtimes import quiet_trace
+from smelt.digits import accuracy, digits, fine_tune, mobilenet_v2_digits, train
 
 RESULTS = results_path("pruning")
 RATIOS = (0.0, 0.25, 0.5, 0.75)

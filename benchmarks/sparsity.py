@@ -11,11 +11,11 @@
     interpreter's float64 run of the dense masked layer.
 (b) The digits CNN: a conv stem (smelt.zoo's ConvBNAct and BasicBlock, as the pruning
     benchmark's) with an MLP head (64 -> 256 -> 256 -> 10), so that the linears hold most of
-    the weights, trained here (seeded) on scikit-learn's digits (benchmarks/digits.py's
+    the weights, trained here (seeded) on scikit-learn's digits (smelt/digits.py's
     data and training loop); traced, batch norms folded (`fold-bn`), then
     `sparsify-24` (every linear: K is a multiple of 4) with no fine-tune, and after a
     short masked fine-tune: `to_torch(graph, trainable=True)` makes the kept values the
-    parameters, so the mask holds by construction (benchmarks/digits.py's `fine_tune`).
+    parameters, so the mask holds by construction (smelt/digits.py's `fine_tune`).
     Accuracy on the test split, weight bytes, and compiled latency of the whole test set in
     one batch (smelt dense vs smelt 2:4 vs torch eager dense).
 
@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.digits import accuracy, digits, fine_tune, train
 from benchmarks.harness import (
     bar_chart,
     figure,
@@ -52,6 +51,7 @@ from benchmarks.harness import (
     write_report,
 )
 from benchmarks.runtimes import quiet_trace
+from smelt.digits import accuracy, digits, fine_tune, train
 
 RESULTS = results_path("sparsity")
 BATCH_S = 0.01  # seconds of timed calls per visit (after half as many untimed)

@@ -1,11 +1,14 @@
-"""scikit-learn's digits for the accuracy benchmarks: the data, a MobileNetV2-style network
-sized for it, seeded training, accuracy and a fine-tune of a smelt graph's weights.
+"""scikit-learn's digits for the demo and the accuracy benchmarks: the data, a MobileNetV2-style
+network sized for it, seeded training, accuracy and a fine-tune of a smelt graph's weights.
 
 The data: the 1,797 bundled 8x8 images, scaled to [0, 1] then standardized, as 1x8x8 float32
 images; split 80/20, stratified, seeded. The network: smelt.zoo's ConvBNAct and
 InvertedResidual blocks (1x1 expand, 3x3 depthwise, 1x1 project, ReLU6, residuals), one input
-channel, ten classes. Training: Adam (lr 3e-3), batches of 64, seeded; a few seconds on a CPU.
-Used by benchmarks/equalization.py, int8.py, pruning.py and sparsity.py.
+channel, ten classes; `hidden` > 0 puts a hidden linear layer (with ReLU) before the classifier
+(the demo's, so that 2:4 sparsity has a layer worth packing). Training: Adam (lr 3e-3),
+batches of 64, seeded; a few seconds on a CPU.
+Used by `make demo` (smelt/demo.py) and benchmarks/equalization.py, int8.py, pruning.py and
+sparsity.py.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ def digits(seed: int, test_limit: int | None = None, train_limit: int | None = N
     return xtr[:train_limit], xte[:test_limit], ytr[:train_limit], yte[:test_limit]
 
 
-def mobilenet_v2_digits(act: str) -> Any:
+def mobilenet_v2_digits(act: str, hidden: int = 0) -> Any:
     """MobileNetV2-style blocks sized for 8x8 digits (one input channel, 10 classes);
-    `act='relu'` swaps every ReLU6 for ReLU."""
+    `act='relu'` swaps every ReLU6 for ReLU; `hidden` > 0 adds a hidden layer of that width
+    (linear + ReLU) before the classifier."""
     import torch
     from torch import nn
 
@@ -51,7 +55,9 @@ def mobilenet_v2_digits(act: str) -> Any:
                 InvertedResidual(32, 32, 1, 4),
                 ConvBNAct(32, 64, 1, act=nn.ReLU6),
             )
-            self.classifier = nn.Linear(64, 10)
+            self.classifier = (nn.Sequential(nn.Linear(64, hidden), nn.ReLU(),
+                                             nn.Linear(hidden, 10))
+                               if hidden else nn.Linear(64, 10))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.features(x).mean(dim=(2, 3))
