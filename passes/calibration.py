@@ -19,30 +19,33 @@ tensors are accepted. A batch whose count or shapes do not match the graph's inp
 batch at all, raises CalibrationError; an observer's own error (NaN, wrong channel count) is
 re-raised naming the node and batch.
 
-Progress: `progress=None` shows a bar on stderr (smelt/progress.py) when there are more than
-8 batches or the first batch took more than 0.5 s; True always shows it, False never.
+Progress: `progress=None` shows a tqdm bar on stderr when there are more than 8 batches or
+the first batch took more than 0.5 s; True always shows it, False never. Off a terminal (a CI
+log) the bar is written at most every LOG_INTERVAL_S seconds, and once at the end.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.interpreter import interpret
 from smelt.ir.node import Node
 from smelt.ir.types import TensorType, is_float
-from smelt.progress import Progress
 
 from .observers import NonFiniteError, Observer, ObserverError
 
 AUTO_BATCHES = 8  # progress=None shows a bar past this many batches
 AUTO_SECONDS = 0.5  # ... or when the first batch took longer than this
+LOG_INTERVAL_S = 30.0  # off a terminal, the bar is rewritten at most this often
 
 
 class CalibrationError(SmeltError, ValueError):
@@ -67,21 +70,26 @@ def calibrate(graph: Graph, batches: Iterable[Any], observers: Mapping[Node, Obs
                                "of inputs")
     count = 0
     with ExitStack() as stack:
-        bar = stack.enter_context(Progress(total, "calibrate")) if progress else None
+        bar = stack.enter_context(_bar(total)) if progress else None
         for i, batch in enumerate(batches):
             arrays = _bind(graph, batch, i)
             start = time.perf_counter()
             interpret(needed, *arrays, observe=_feeder(graph, observers, i, nonfinite))
             count += 1
             if i == 0 and progress is None and _slow(total, time.perf_counter() - start):
-                bar = stack.enter_context(Progress(total, "calibrate"))
-                bar.update(count - 1)
+                bar = stack.enter_context(_bar(total, done=count - 1))
             if bar is not None:
                 bar.update()
     if count == 0:
         raise CalibrationError("the calibration batches were empty; pass at least one batch "
                                "of inputs")
     return {n: o for n, o in observers.items() if not nonfinite or n not in nonfinite}
+
+
+def _bar(total: int | None, done: int = 0) -> tqdm:
+    return tqdm(total=total, initial=done, desc="calibrate", unit="batch", file=sys.stderr,
+                mininterval=0.1 if sys.stderr.isatty() else LOG_INTERVAL_S,
+                maxinterval=LOG_INTERVAL_S)
 
 
 def _slow(total: int | None, first_s: float) -> bool:

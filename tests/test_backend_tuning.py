@@ -69,7 +69,9 @@ def test_tune_then_reuse_records(tmp_path, capfd) -> None:
     records = _records(tmp_path)
     assert records and min(json.loads(r)[1][1][0] for r in records) < 1.0  # seconds, measured
     err = capfd.readouterr()
-    assert "tuning [" in err.err and name in err.err  # the progress bar
+    # tqdm's bar: the kernel count and name, then the trials measured of those asked for
+    assert f"tuning kernel 1/1 {name}: " in err.err, err.err
+    assert f"| {entry['trials']}/{TRIALS} [" in err.err, err.err
     assert "task_scheduler" not in err.err + err.out  # MetaSchedule's log went to the file
     assert (database_dir(tmp_path, make_target("cpu")) / "logs" / "tuning.log").stat().st_size
 

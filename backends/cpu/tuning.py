@@ -27,7 +27,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import tvm
+from tqdm import tqdm
 from tvm import tirx
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
@@ -50,6 +50,7 @@ CONTRACTION_RULES = frozenset({"dense", "matmul", "conv2d", "depthwise", "groupe
 #: the `smelt.schedule` attribute of a kernel whose MetaSchedule schedule was kept
 TUNED_RULE = "metaschedule"
 _LOGGER = "tvm.s_tir.meta_schedule"
+LOG_INTERVAL_S = 30.0  # off a terminal, the progress bar is rewritten at most this often
 
 
 class TuningError(SmeltError, ValueError):
@@ -100,31 +101,31 @@ def tune_kernels(unscheduled: tvm.IRModule, scheduled: tvm.IRModule,
     db_dir = database_dir(work_dir, target)
     database = open_database(work_dir, target)
     log_path = db_dir / "logs" / "tuning.log"
-    bar = _Progress(len(chosen), trials, enabled=progress)
     updates: dict[tvm.ir.GlobalVar, tirx.PrimFunc] = {}
     report: dict[str, dict] = {}
+    names = {g.name_hint for g in unscheduled.get_global_vars()}
     session = _Session(target, database, builder, log_path)
     try:
-        for gv, rule in chosen:
-            bar.start(gv.name_hint)
+        for k, (gv, rule) in enumerate(chosen, 1):
             entry = report[gv.name_hint] = {
                 "rule": rule, "trials": 0, "reused": False, "smelt_us": None,
                 "tuned_us": None, "kept": "smelt", "reason": None}
-            try:
-                if gv.name_hint not in {g.name_hint for g in unscheduled.get_global_vars()}:
-                    raise _Skip("the unscheduled module has no kernel of that name")
-                func = _tune_one(session, unscheduled[gv.name_hint], scheduled[gv], trials,
-                                 entry, bar)
-                if func is not None:
-                    updates[gv] = func
-            except _Skip as e:
-                entry["reason"] = str(e)
-            except Exception as e:  # MetaSchedule or the race broke: keep smelt's schedule
-                entry["reason"] = f"{type(e).__name__}: {_first_line(e)} (log: {log_path})"
-            bar.done()
+            with _bar(f"tuning kernel {k}/{len(chosen)} {gv.name_hint}", trials,
+                      progress) as bar:
+                try:
+                    if gv.name_hint not in names:
+                        raise _Skip("the unscheduled module has no kernel of that name")
+                    func = _tune_one(session, unscheduled[gv.name_hint], scheduled[gv],
+                                     trials, entry, bar)
+                    if func is not None:
+                        updates[gv] = func
+                except _Skip as e:
+                    entry["reason"] = str(e)
+                except Exception as e:  # MetaSchedule or the race broke: keep smelt's
+                    entry["reason"] = (f"{type(e).__name__}: {_first_line(e)} "
+                                       f"(log: {log_path})")
     finally:
         session.close()
-        bar.close()
     if not updates:
         return scheduled, report
     out = tvm.IRModule(dict(scheduled.functions_items()), attrs=scheduled.attrs,
@@ -155,7 +156,7 @@ def _workload(func: tirx.PrimFunc) -> tvm.IRModule:
 
 
 def _tune_one(session: _Session, unscheduled: tirx.PrimFunc, ours: tirx.PrimFunc,
-              trials: int, entry: dict, bar: _Progress) -> tirx.PrimFunc | None:
+              trials: int, entry: dict, bar: tqdm) -> tirx.PrimFunc | None:
     """Tune (or reuse), race, and return the tuned kernel if it wins, else None."""
     if SCHEDULE_ATTR in (unscheduled.attrs or {}):
         raise _Skip("its version in the unscheduled module is already scheduled")
@@ -163,7 +164,8 @@ def _tune_one(session: _Session, unscheduled: tirx.PrimFunc, ours: tirx.PrimFunc
     db, target = session.database, session.target
     if db.has_workload(workload) and db.query_tuning_record(workload, target, "main"):
         entry["reused"] = True
-        bar.trial(trials, trials, note="reused")
+        bar.set_postfix_str("reused", refresh=False)
+        bar.update(trials)
     else:
         entry["trials"] = session.tune(workload, trials, bar)
     sch = db.query_schedule(workload, target, "main")
@@ -215,7 +217,7 @@ class _Session:
                 evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1,
                                                            min_repeat_ms=20))
 
-    def tune(self, workload: tvm.IRModule, trials: int, bar: _Progress) -> int:
+    def tune(self, workload: tvm.IRModule, trials: int, bar: tqdm) -> int:
         """Run up to `trials` trials; return how many were measured."""
         self._start()
         counter = _Counter(bar, trials)
@@ -242,14 +244,15 @@ class _Session:
 
 @derived_object
 class _Counter(PyMeasureCallback):
-    """Counts measured trials for the progress bar and keeps the first error message."""
+    """Counts measured trials, moves the progress bar, keeps the first error message."""
 
-    def __init__(self, bar: _Progress, trials: int) -> None:
+    def __init__(self, bar: tqdm, trials: int) -> None:
         self.bar, self.trials, self.count = bar, trials, 0
         self.first_error: str | None = None
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
               runner_results) -> None:
+        shown = min(self.count, self.trials)
         self.count += len(measure_candidates)
         if self.first_error is None:
             for b, r in zip(builder_results, runner_results, strict=False):
@@ -257,7 +260,7 @@ class _Counter(PyMeasureCallback):
                 if msg:
                     self.first_error = _first_line(msg)
                     break
-        self.bar.trial(self.count, self.trials)
+        self.bar.update(min(self.count, self.trials) - shown)
 
 
 def _build(mod: tvm.IRModule, target: tvm.target.Target, _params: Any) -> Any:
@@ -399,44 +402,10 @@ def _first_line(e: object) -> str:
     return text[:300]
 
 
-# ---- progress bar ---------------------------------------------------------------------------
-
-
-class _Progress:
-    """`tuning [####------] 2/5 kernels | fused_dense_add: 12/32 trials` on stderr."""
-
-    def __init__(self, total: int, trials: int, enabled: bool, width: int = 20) -> None:
-        self.total, self.trials, self.enabled, self.width = total, trials, enabled, width
-        self.finished = 0
-        self.kernel = ""
-        self.tty = enabled and sys.stderr.isatty()
-        self.t0 = time.perf_counter()
-
-    def start(self, kernel: str) -> None:
-        self.kernel = kernel
-        self.trial(0, self.trials)
-
-    def trial(self, n: int, of: int, note: str = "") -> None:
-        if not self.enabled:
-            return
-        filled = self.width * self.finished // max(self.total, 1)
-        bar = "#" * filled + "-" * (self.width - filled)
-        what = note or f"{n}/{of} trials"
-        line = (f"tuning [{bar}] {self.finished}/{self.total} kernels | {self.kernel}: "
-                f"{what} | {time.perf_counter() - self.t0:.0f} s")
-        if self.tty:
-            sys.stderr.write("\r" + line[:120].ljust(120))
-        elif n == 0 or note or n >= of:  # logs: one line per kernel start and end
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        self.finished += 1
-
-    def close(self) -> None:
-        if self.enabled:
-            self.kernel = "done"
-            self.trial(0, 0, note=f"{self.finished} tuned or reused")
-            if self.tty:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+def _bar(label: str, trials: int, enabled: bool) -> tqdm:
+    """One kernel's trials on stderr, a line per kernel:
+    `tuning kernel 2/5 fused_dense_add:  41%|####      | 13/32 [00:03<00:05, 4.1trial/s]`.
+    Off a terminal (a CI log) it is rewritten at most every LOG_INTERVAL_S seconds."""
+    return tqdm(total=trials, desc=label, unit="trial", disable=not enabled, file=sys.stderr,
+                mininterval=0.1 if sys.stderr.isatty() else LOG_INTERVAL_S,
+                maxinterval=LOG_INTERVAL_S)
