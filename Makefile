@@ -16,20 +16,21 @@ ZOO_FLAGS ?=
 
 .PHONY: setup demo test lint bench clean toolchain zoo zoo-newest
 
-# Cross toolchain and emulator for the microcontroller backend (target="c"), from Debian.
-ARM_TOOLS := arm-none-eabi-gcc qemu-system-arm
-ARM_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+# Cross toolchain and emulator for the microcontroller backend (target="c"), and Graphviz's
+# `dot` for `smelt draw`, from Debian.
+TOOLS := arm-none-eabi-gcc qemu-system-arm dot
+TOOL_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm graphviz
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 setup: $(STAMP) toolchain
 
 toolchain:
-	@missing=""; for t in $(ARM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing (Debian: $(ARM_PACKAGES))"; \
+	  echo "installing$$missing (Debian: $(TOOL_PACKAGES))"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(ARM_PACKAGES) >/dev/null || \
-	  { echo "error: could not install $(ARM_PACKAGES) with apt-get; install them, then run make again" >&2; exit 1; }; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TOOL_PACKAGES) >/dev/null || \
+	  { echo "error: could not install $(TOOL_PACKAGES) with apt-get; install them, then run make again" >&2; exit 1; }; \
 	fi
 
 $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)

@@ -6,7 +6,8 @@
                                    trace, rewrite (verify-each), compile; DIR gets the library,
                                    the graph before and after, report.md and report.json
     smelt draw MODEL -o graph.svg [--compare OTHER]
-                                   a picture of the graph (differences with OTHER highlighted)
+                                   a picture of the graph, drawn by Graphviz (differences with
+                                   OTHER highlighted); -o graph.dot writes the DOT text
     smelt verify [--rule NAME] [--examples N]
                                    property-check every registered rule's contract
     smelt rules [--markdown]       the rule catalogue
@@ -121,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "input name, or in order), each stacking the batches along a new "
                         "first axis (default: the example inputs)")
 
-    p = command("draw", draw_model, "draw a graph as SVG")
+    p = command("draw", draw_model, "draw a graph with Graphviz (SVG), or write it as DOT")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("-o", "--output", metavar="FILE.svg", required=True,
-                   help="the .svg file to write")
+                   help="the file to write: .svg (needs Graphviz's dot) or .dot (DOT text)")
     p.add_argument("--compare", metavar="OTHER",
                    help="a second model: draw both, nodes that differ highlighted")
 

@@ -300,20 +300,22 @@ def _kernel_table(kernels: dict[str, str | None], tuning: dict[str, dict]) -> li
 
 # -- draw ----------------------------------------------------------------------------------------
 def draw_model(args: Any) -> int:
-    """`smelt draw`: an SVG of MODEL, or of MODEL beside OTHER with differences highlighted."""
-    from smelt.draw import compare_svg, graph_svg
+    """`smelt draw`: MODEL, or MODEL beside OTHER with differences highlighted, as SVG (drawn
+    by Graphviz's `dot`) or as DOT text (-o FILE.dot, which needs no Graphviz)."""
+    from smelt.draw import compare_dot, graph_dot, render
 
     out = Path(args.output)
-    if out.suffix.lower() != ".svg":
-        raise UsageError(f"{out}: smelt draws SVG; give -o FILE.svg")
+    if out.suffix.lower() not in (".svg", ".dot", ".gv"):
+        raise UsageError(f"{out}: smelt draws SVG or DOT; give -o FILE.svg or -o FILE.dot")
     graph = load_model(args.model).graph
     if args.compare:
         other = load_model(args.compare).graph
-        svg = compare_svg(graph, other, titles=(args.model, args.compare))
+        dot = compare_dot(graph, other, titles=(args.model, args.compare))
     else:
-        svg = graph_svg(graph, title=args.model)
+        dot = graph_dot(graph, title=args.model)
+    text = render(dot) if out.suffix.lower() == ".svg" else dot
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(svg)
+    out.write_text(text, encoding="utf-8")
     print(f"wrote {out}")
     return 0
 

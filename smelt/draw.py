@@ -1,14 +1,15 @@
-"""Pictures of graphs as SVG, written by hand (no graphviz): a layered layout, top to bottom.
+"""Pictures of graphs through Graphviz: smelt writes the graph as DOT text, and Graphviz's
+`dot` program lays it out and draws it (Debian and Ubuntu: `apt-get install graphviz`).
 
-    svg = graph_svg(graph, title="model")              # one graph
+    text = graph_dot(graph, title="model")                 # DOT text; needs no Graphviz
+    svg = graph_svg(graph, title="model")                  # one graph, drawn by `dot`
     svg = compare_svg(before, after, ("before", "after"))  # side by side, differences marked
 
 Each node is a box labelled with its op, its non-default attributes and its type. Constants
 get no box of their own: each appears as a line in the label of the node that uses it
 (`w f32[4,3,3,3]`, or its value when it is a scalar), which keeps weight-heavy graphs readable.
-Layers are networkx's topological generations of the graph without its constants; within a
-layer a node sits under the mean of its operands (one downward barycenter sweep), and an edge
-that skips layers passes through a waypoint in each, beside the boxes instead of through them.
+Inputs are green, outputs have a thick border, and hovering a box shows the node's source name
+and location.
 
 Differences (`differing_nodes`): a node is matched by its op, attributes, type, the ops and
 types of its operands and the contents of its constant operands; a node with no match left
@@ -19,65 +20,34 @@ therefore marks that layer, not everything downstream of it.
 from __future__ import annotations
 
 import html
+import shutil
+import subprocess
 from collections import Counter
-from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
 
-from smelt.ir import OPS, Graph, Node
+from smelt.ir import OPS, Graph, Node, SmeltError
 from smelt.ir.op_table import REQUIRED
 from smelt.ir.text_format import format_value
 
-CHAR_W, LINE_H, PAD = 7.2, 15.0, 7.0  # monospace 12px: glyph width and line height
-GAP_X, GAP_Y, MARGIN, TITLE_H = 24.0, 40.0, 20.0, 28.0
 MAX_LABEL = 48  # characters per label line; longer ones are cut with an ellipsis
-STYLE = {  # fill, stroke
+STYLE = {  # fill, border
     "plain": ("#eef3fb", "#4a6fa5"),
     "input": ("#e8f5e9", "#3b7d3e"),
     "highlight": ("#ffe3c2", "#d9480f"),
 }
+HEAD = ['graph [fontname="monospace", fontsize=14, labelloc=t, labeljust=l, nodesep=0.3, '
+        'ranksep=0.4]',
+        'node [shape=box, style="rounded,filled", fontname="monospace", fontsize=12]',
+        'edge [color="#666677", arrowsize=0.7]']
 
 
-@dataclass
-class Slot:
-    """A place in a layer: a node's box, or a waypoint where a longer edge crosses it."""
-
-    x: float = field(default=0.0, kw_only=True)  # left edge
-    y: float = field(default=0.0, kw_only=True)  # top edge
-    width: float = field(default=8.0, kw_only=True)
-    height: float = field(default=0.0, kw_only=True)
-
-    @property
-    def center(self) -> float:
-        return self.x + self.width / 2
+class DrawError(SmeltError, RuntimeError):
+    """Graphviz could not draw the graph; the message carries what `dot` said."""
 
 
-@dataclass
-class Box(Slot):
-    node: Node
-    lines: list[str]
-    tooltip: str
-    output: bool = False
-
-    def __post_init__(self) -> None:
-        self.width = max(len(s) for s in self.lines) * CHAR_W + 2 * PAD
-        self.height = len(self.lines) * LINE_H + 2 * PAD
-
-
-@dataclass
-class Edge:
-    src: Box
-    dst: Box
-    waypoints: list[Slot]  # one per layer strictly between the two boxes
-
-
-@dataclass
-class Layout:
-    boxes: dict[Node, Box]
-    edges: list[Edge]
-    width: float
-    height: float
+class GraphvizNotFoundError(DrawError):
+    """Graphviz's `dot` program is not installed (or not on PATH)."""
 
 
 # -- labels --------------------------------------------------------------------------------------
@@ -138,75 +108,8 @@ def _tooltip(graph: Graph, n: Node) -> str:
     return "\n".join(s for s in (graph.names.get(n), n.op, graph.sources.get(n)) if s)
 
 
-# -- layout --------------------------------------------------------------------------------------
 def _visible(graph: Graph, n: Node) -> bool:
     return n.op != "constant" or any(n is o for o in graph.outputs)
-
-
-def layers(graph: Graph) -> list[list[Node]]:
-    """Topological generations of the graph's non-constant nodes (graph order within each)."""
-    g = graph.to_networkx()
-    g.remove_nodes_from([v for v, d in g.nodes(data=True) if not _visible(graph, d["node"])])
-    return [[g.nodes[v]["node"] for v in sorted(gen)] for gen in nx.topological_generations(g)]
-
-
-def layout(graph: Graph) -> Layout:
-    """Boxes placed layer by layer; an edge that skips layers gets a waypoint in each, so it
-    runs beside the boxes it passes instead of through them."""
-    rows = layers(graph)
-    level = {n: k for k, row in enumerate(rows) for n in row}
-    boxes = {n: Box(n, label(graph, n), _tooltip(graph, n),
-                    output=any(n is o for o in graph.outputs)) for n in level}
-    incoming: dict[Node, list[Edge]] = {n: [] for n in level}
-    crossing: list[list[tuple[Slot, Slot]]] = [[] for _ in rows]  # (waypoint, slot above it)
-    for n in level:
-        for x in dict.fromkeys(i for i in n.inputs if i in level):
-            e = Edge(boxes[x], boxes[n], [Slot() for _ in range(level[x] + 1, level[n])])
-            for j, w in enumerate(e.waypoints):
-                crossing[level[x] + 1 + j].append((w, e.waypoints[j - 1] if j else e.src))
-            incoming[n].append(e)
-    y = 0.0
-    for k, row in enumerate(rows):
-        slots: list[Slot] = [boxes[n] for n in row] + [w for w, _ in crossing[k]]
-        wanted = [_mean_center([_anchor(e) for e in incoming[n]]) for n in row]
-        wanted += [above.center for _, above in crossing[k]]
-        _place(slots, wanted)
-        height = max(s.height for s in slots)
-        for s in slots:
-            s.y, s.height = y, (s.height if isinstance(s, Box) else height)
-        y += height + GAP_Y
-    edges = [e for n in level for e in incoming[n]]
-    every = [*boxes.values(), *(w for e in edges for w in e.waypoints)]
-    left = min((s.x for s in every), default=0.0)
-    for s in every:
-        s.x -= left
-    width = max((s.x + s.width for s in every), default=0.0)
-    return Layout(boxes, edges, width, max(y - GAP_Y, 0.0))
-
-
-def _anchor(e: Edge) -> Slot:
-    """Where edge `e` arrives from: its last waypoint, or its source box."""
-    return e.waypoints[-1] if e.waypoints else e.src
-
-
-def _mean_center(slots: list[Slot]) -> float | None:
-    return sum(s.center for s in slots) / len(slots) if slots else None
-
-
-def _place(slots: list[Slot], wanted: list[float | None]) -> None:
-    """Put each slot under the mean of what feeds it, left to right, without overlaps; boxes
-    before waypoints where they want the same place (the main path stays straight)."""
-    order = sorted(range(len(slots)), key=lambda i: (
-        wanted[i] is None, wanted[i] or 0.0, not isinstance(slots[i], Box), i))
-    right: float | None = None  # the right edge of the last slot placed
-    for i in order:
-        s, center = slots[i], wanted[i]
-        if center is None:
-            s.x = 0.0 if right is None else right + GAP_X
-        else:
-            s.x = center - s.width / 2 if right is None else max(center - s.width / 2,
-                                                                 right + GAP_X)
-        right = s.x + s.width
 
 
 # -- differences ---------------------------------------------------------------------------------
@@ -235,78 +138,86 @@ def _unmatched(a: Graph, b: Graph) -> set[Node]:
     return out
 
 
-# -- SVG -----------------------------------------------------------------------------------------
-def _edge(e: Edge) -> str:
-    """A path from the source's bottom to the destination's top: curves between layers,
-    straight through each waypoint."""
-    points = [(e.src.center, e.src.y + e.src.height)]
-    for w in e.waypoints:
-        points += [(w.center, w.y), (w.center, w.y + w.height)]
-    points.append((e.dst.center, e.dst.y - 2))
-    d = f"M{points[0][0]:.1f},{points[0][1]:.1f}"
-    for i in range(1, len(points)):
-        (x1, y1), (x2, y2) = points[i - 1], points[i]
-        if i % 2:  # between layers
-            bend = (y2 - y1) / 2
-            d += f" C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} {x2:.1f},{y2:.1f}"
-        else:  # through a layer
-            d += f" L{x2:.1f},{y2:.1f}"
-    return f'<path d="{d}" fill="none" stroke="#667" marker-end="url(#arrow)"/>'
+# -- DOT -----------------------------------------------------------------------------------------
+def _quote(text: str) -> str:
+    """A DOT string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _box(b: Box, highlighted: bool) -> list[str]:
-    kind = "highlight" if highlighted else "input" if b.node.op == "input" else "plain"
-    fill, stroke = STYLE[kind]
-    width = 2.5 if b.output or highlighted else 1.0
-    out = [f"<g><title>{html.escape(b.tooltip)}</title>",
-           f'<rect x="{b.x:.1f}" y="{b.y:.1f}" width="{b.width:.1f}" height="{b.height:.1f}" '
-           f'rx="5" fill="{fill}" stroke="{stroke}" stroke-width="{width}"/>']
-    for i, line in enumerate(b.lines):
-        weight = ' font-weight="bold"' if i == 0 else ""
-        color = "#223" if i < 2 else "#666"
-        out.append(f'<text x="{b.x + PAD:.1f}" y="{b.y + PAD + (i + 0.8) * LINE_H:.1f}" '
-                   f'fill="{color}"{weight}>{html.escape(line)}</text>')
-    out.append("</g>")
+def _html_label(lines: list[str]) -> str:
+    """An HTML-like DOT label: the first line bold, folded constants grey, all left-aligned."""
+    op, *rest = [html.escape(s) for s in lines]
+    parts = [f"<B>{op}</B>", rest[0], *(f'<FONT COLOR="#666666">{s}</FONT>' for s in rest[1:])]
+    return "<" + "".join(f'{s}<BR ALIGN="LEFT"/>' for s in parts) + ">"
+
+
+def _body(graph: Graph, highlight: set[Node], prefix: str) -> list[str]:
+    """A node statement per visible node and an edge per distinct operand between them."""
+    shown = [n for n in graph.nodes() if _visible(graph, n)]
+    ids = {n: f"{prefix}{i}" for i, n in enumerate(shown)}
+    out = []
+    for n, name in ids.items():
+        kind = "highlight" if n in highlight else "input" if n.op == "input" else "plain"
+        fill, border = STYLE[kind]
+        thick = kind == "highlight" or any(n is o for o in graph.outputs)
+        out.append(f'{name} [label={_html_label(label(graph, n))}, fillcolor="{fill}", '
+                   f'color="{border}", penwidth={2.5 if thick else 1.0}, '
+                   f'tooltip={_quote(_tooltip(graph, n))}]')
+    for n, name in ids.items():
+        out += [f"{ids[x]} -> {name}" for x in dict.fromkeys(n.inputs) if x in ids]
     return out
 
 
-def _panel(graph: Graph, title: str, highlight: set[Node], dx: float
-           ) -> tuple[list[str], float, float]:
-    lay = layout(graph)
-    parts = [f'<g transform="translate({dx:.1f},{MARGIN:.1f})">',
-             f'<text x="0" y="14" font-size="14" font-weight="bold">{html.escape(title)}</text>',
-             f'<g transform="translate(0,{TITLE_H:.1f})">']
-    parts += [_edge(e) for e in lay.edges]
-    for b in lay.boxes.values():
-        parts += _box(b, b.node in highlight)
-    parts += ["</g>", "</g>"]
-    width = max(lay.width, len(title) * CHAR_W * 1.2)
-    return parts, width, lay.height + TITLE_H
+def _title(text: str) -> str:
+    return f"label=<<B>{html.escape(text)}</B>>"
 
 
-def _document(parts: list[str], width: float, height: float) -> str:
-    w, h = width + 2 * MARGIN, height + 2 * MARGIN
-    head = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0f}" height="{h:.0f}" '
-            f'viewBox="0 0 {w:.0f} {h:.0f}" font-family="monospace" font-size="12">',
-            '<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="8" '
-            'markerHeight="8" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#667"/></marker>'
-            '</defs>',
-            f'<rect width="{w:.0f}" height="{h:.0f}" fill="white"/>']
-    return "\n".join(head + parts + ["</svg>"]) + "\n"
+def _document(lines: list[str]) -> str:
+    return "digraph smelt {\n" + "".join(f"  {s}\n" for s in [*HEAD, *lines]) + "}\n"
+
+
+def graph_dot(graph: Graph, title: str = "", highlight: set[Node] | None = None) -> str:
+    """The graph as DOT text; nodes in `highlight` are filled orange."""
+    s = graph.summary()
+    heading = f"{title} ({s.nodes} nodes, {s.macs:,} MACs)" if title else f"{s.nodes} nodes"
+    return _document([_title(heading), *_body(graph, highlight or set(), "n")])
+
+
+def compare_dot(a: Graph, b: Graph, titles: tuple[str, str] = ("before", "after")) -> str:
+    """Both graphs side by side, each in its own box with its title; nodes with no
+    counterpart in the other graph filled orange."""
+    only_a, only_b = differing_nodes(a, b)
+    lines = []
+    for key, graph, title, only in (("a", a, titles[0], only_a), ("b", b, titles[1], only_b)):
+        lines += [f"subgraph cluster_{key} {{", f"  {_title(f'{title} ({len(only)} differ)')}",
+                  '  color="#cccccc"', *(f"  {s}" for s in _body(graph, only, key)), "}"]
+    return _document(lines)
+
+
+# -- rendering -----------------------------------------------------------------------------------
+def render(dot: str, fmt: str = "svg") -> str:
+    """Lay out and draw DOT text with Graphviz's `dot` program (`fmt`: one of its text
+    formats, `svg` by default)."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise GraphvizNotFoundError(
+            "drawing a graph needs Graphviz's `dot` program, which is not on PATH; install "
+            "Graphviz (Debian/Ubuntu: `apt-get install graphviz`, macOS: `brew install "
+            "graphviz`), or write DOT text instead (`smelt draw MODEL -o FILE.dot`)")
+    done = subprocess.run([exe, f"-T{fmt}"], input=dot, capture_output=True,
+                          encoding="utf-8", check=False)
+    if done.returncode != 0:
+        raise DrawError(f"Graphviz's dot failed (exit status {done.returncode}): "
+                        f"{done.stderr.strip() or 'no message'}")
+    return done.stdout
 
 
 def graph_svg(graph: Graph, title: str = "", highlight: set[Node] | None = None) -> str:
-    """The graph as an SVG document; nodes in `highlight` are drawn in orange."""
-    s = graph.summary()
-    heading = f"{title}  ({s.nodes} nodes, {s.macs:,} MACs)" if title else f"{s.nodes} nodes"
-    parts, width, height = _panel(graph, heading, highlight or set(), MARGIN)
-    return _document(parts, width, height)
+    """The graph as an SVG document, drawn by Graphviz; nodes in `highlight` in orange."""
+    return render(graph_dot(graph, title, highlight))
 
 
 def compare_svg(a: Graph, b: Graph, titles: tuple[str, str] = ("before", "after")) -> str:
-    """Both graphs side by side; nodes with no counterpart in the other graph in orange."""
-    only_a, only_b = differing_nodes(a, b)
-    left, wa, ha = _panel(a, f"{titles[0]}  ({len(only_a)} differ)", only_a, MARGIN)
-    right, wb, hb = _panel(b, f"{titles[1]}  ({len(only_b)} differ)", only_b,
-                           MARGIN + wa + 3 * GAP_X)
-    return _document(left + right, wa + 3 * GAP_X + wb, max(ha, hb))
+    """Both graphs side by side, drawn by Graphviz; nodes with no counterpart in the other
+    graph in orange."""
+    return render(compare_dot(a, b, titles))

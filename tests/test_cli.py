@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -56,9 +57,29 @@ def unsupported():
 '''
 
 
-def smelt_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smelt.cli", *args], cwd=cwd,
+def smelt_cli(*args: str, cwd: Path, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smelt.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+# reading what Graphviz drew: a group per node, edge and cluster, with its text lines
+SVG = "{http://www.w3.org/2000/svg}"
+HIGHLIGHT = "#ffe3c2"  # the fill of a node that differs (smelt.draw.STYLE)
+
+
+def svg_groups(svg: ET.Element, kind: str) -> list[ET.Element]:
+    return [g for g in svg.iter(f"{SVG}g") if g.get("class") == kind]
+
+
+def texts(group: ET.Element) -> list[str]:
+    return [t.text or "" for t in group.iter(f"{SVG}text")]
+
+
+def fill(node: ET.Element) -> str | None:
+    """The fill of a node's box (its first path or polygon)."""
+    shape = next(e for e in node.iter() if e.tag in (f"{SVG}path", f"{SVG}polygon"))
+    return shape.get("fill")
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, status: int, *words: str) -> None:
@@ -132,12 +153,17 @@ def test_compile_then_inspect_and_draw_what_it_wrote(work: Path) -> None:
     drawn = smelt_cli("draw", "out/before.smelt", "--compare", "out/after.smelt",
                       "-o", "diff.svg", cwd=work)
     assert drawn.returncode == 0, drawn.stderr
-    text = (work / "diff.svg").read_text()
-    ET.fromstring(text)
+    svg = ET.parse(work / "diff.svg").getroot()
+    titles = [" ".join(texts(g)) for g in svg_groups(svg, "cluster")]
+    assert titles == ["out/before.smelt (4 differ)", "out/after.smelt (2 differ)"]
     # conv, batch norm, relu and reshape changed on the left; fused conv and reshape on the
     # right; the linear layer and the input are the same in both
-    assert "out/before.smelt  (4 differ)" in text and "out/after.smelt  (2 differ)" in text
-    assert text.count('fill="#ffe3c2"') == 6
+    marked = {g.find(f"{SVG}title").text[0] + texts(g)[0].split()[0]
+              for g in svg_groups(svg, "node") if fill(g) == HIGHLIGHT}
+    assert marked == {"aconv2d", "abatch_norm", "arelu", "areshape", "bfused_conv2d",
+                      "breshape"}
+    plain = sorted(texts(g)[0] for g in svg_groups(svg, "node") if fill(g) != HIGHLIGHT)
+    assert plain == ["input input", "input input", "linear", "linear"]
 
 
 def test_inspect_a_factory_that_builds_a_graph(work: Path) -> None:
@@ -152,14 +178,30 @@ def test_draw_folds_constants_into_their_users(work: Path) -> None:
     result = smelt_cli("draw", "models.py:graph", "-o", "graph.svg", cwd=work)
     assert result.returncode == 0, result.stderr
     svg = ET.parse(work / "graph.svg").getroot()
-    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
-    boxes = list(svg.iter("{http://www.w3.org/2000/svg}rect"))
-    assert len(boxes) == 1 + 5  # the background, then input, linear, relu, mul, add
-    assert {"input x", "linear", "relu", "mul", "add"} <= set(texts)
-    assert "w f32[8,8]" in texts and "b f32[8]" in texts and "b = 1.0" in texts
-    assert "constant" not in texts
-    edges = list(svg.iter("{http://www.w3.org/2000/svg}path"))
-    assert len(edges) == 1 + 5  # the arrowhead, then one per operand use
+    boxes = {texts(g)[0]: texts(g)[1:] for g in svg_groups(svg, "node")}
+    assert set(boxes) == {"input x", "linear", "relu", "mul", "add"}  # no constant boxes
+    assert boxes["linear"] == ["f32[2,8]", "w f32[8,8]", "b f32[8]"]
+    assert boxes["mul"] == ["f32[2,8]", "b = 1.0"]
+    assert boxes["add"] == ["f32[2,8]", "-> output 0"]
+    assert fill(next(g for g in svg_groups(svg, "node") if texts(g)[0] == "input x")) != (
+        fill(next(g for g in svg_groups(svg, "node") if texts(g)[0] == "relu")))
+    assert len(svg_groups(svg, "edge")) == 5  # one per operand use between boxes
+    assert [t.text for t in svg.iter(f"{SVG}text")][0] == "models.py:graph (8 nodes, 128 MACs)"
+
+    result = smelt_cli("draw", "models.py:graph", "-o", "graph.dot", cwd=work)
+    assert result.returncode == 0, result.stderr
+    dot = (work / "graph.dot").read_text()
+    assert dot.startswith("digraph smelt {") and dot.count(" -> ") == 5
+    assert "<B>linear</B>" in dot and "w f32[8,8]" in dot
+
+
+def test_draw_without_graphviz_says_what_to_install(work: Path) -> None:
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # python, but no `dot`
+    result = smelt_cli("draw", "models.py:graph", "-o", "nodot.svg", cwd=work, env=env)
+    assert_clean_error(result, 1, "apt-get install graphviz", "FILE.dot")
+    assert not (work / "nodot.svg").exists()
+    result = smelt_cli("draw", "models.py:graph", "-o", "graph.png", cwd=work)
+    assert_clean_error(result, 2, "give -o FILE.svg or -o FILE.dot")
 
 
 def test_verify_one_rule(work: Path) -> None:
