@@ -24,6 +24,7 @@ from .errors import (
     UnknownPassError,
 )
 from .explain import Explanation, explain
+from .layer_errors import LayerError, LayerErrors, layer_errors
 from .pass_api import (
     FunctionPass,
     Pass,
@@ -41,12 +42,13 @@ from .stats import RuleStats, Stats, TraceEntry
 
 __all__ = [
     "Bisection", "Contract", "ContractViolation", "Explanation", "FunctionPass",
-    "InstanceError", "NoMatch", "NonTerminationError", "Pass", "PassContext",
+    "InstanceError", "LayerError", "LayerErrors", "NoMatch", "NonTerminationError", "Pass",
+    "PassContext",
     "PassContractError", "PassReport", "PassResult", "Pattern", "Pipeline", "PipelineParseError",
     "PipelineReport", "PipelineResult", "RewritePass", "RewriteResult", "RewriteTypeError",
     "Rule", "RuleDefinitionError", "RuleSet", "RuleStats", "Stats", "TraceEntry",
     "UnknownPassError", "any_of", "any_op", "assert_equivalent", "bounded", "const", "exact",
-    "explain", "function_pass", "get_pass", "get_rule", "op", "passes",
+    "explain", "function_pass", "get_pass", "get_rule", "layer_errors", "op", "passes",
     "register_pass", "register_rules", "reject", "rewrite", "rewrite_nodes", "rule", "rules",
     "var", "verify_pass", "verify_rule",
 ]

@@ -42,6 +42,7 @@ from smelt.rewrite import (  # noqa: E402
     exact,
     explain,
     function_pass,
+    layer_errors,
     passes,
     register_pass,
     register_rules,
@@ -90,7 +91,7 @@ def ops() -> list[str]:
 __all__ = [
     "Contract", "ContractViolation", "NonTerminationError", "Pass", "PassContractError",
     "PassResult", "Pipeline", "PipelineParseError", "Rule", "RuleSet", "UnknownPassError",
-    "bounded", "exact", "explain", "function_pass", "passes", "register_pass",
+    "bounded", "exact", "explain", "function_pass", "layer_errors", "passes", "register_pass",
     "register_rules", "rewrite", "rule", "rules",
     "FileFormatError", "Graph", "InterpretError", "Node", "OPS", "ParseError", "SmeltError",
     "TensorType", "TypeInferenceError", "UnsupportedOpError", "VerificationError", "interpret",
