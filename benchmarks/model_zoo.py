@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from benchmarks.harness import (
     bar_chart,
     figure,
@@ -250,7 +252,9 @@ def sweep(pairs: list[tuple[str, str]], args: argparse.Namespace) -> list[dict[s
     records: dict[int, dict[str, Any]] = {}
     queue = list(enumerate(pairs))
     running: dict[int, Child] = {}
-    with tempfile.TemporaryDirectory(prefix="smelt-zoo-") as tmp:
+    bar = tqdm(total=len(pairs), desc="zoo", unit="model", file=sys.stderr,
+               mininterval=0.5 if sys.stderr.isatty() else 60.0)
+    with bar, tempfile.TemporaryDirectory(prefix="smelt-zoo-") as tmp:
         while queue or running:
             while queue and len(running) < args.jobs:
                 i, (zoo, name) = queue.pop(0)
@@ -267,16 +271,17 @@ def sweep(pairs: list[tuple[str, str]], args: argparse.Namespace) -> list[dict[s
                         continue
                 records[i] = collect(child, stages, args.timeout, args.memory_gb)
                 del running[i]
-                log_line(records[i], len(records), len(pairs))
+                bar.write(log_line(records[i]), file=sys.stderr)
+                bar.update()
     return [records[i] for i in sorted(records)]
 
 
-def log_line(rec: Mapping[str, Any], done: int, total: int) -> None:
+def log_line(rec: Mapping[str, Any]) -> str:
+    """One model's outcome, printed above the sweep's progress bar."""
     err = rec["first_error"]
     what = "pass" if rec["passed"] else (f"{err['stage']}: {err['error'][:120]}" if err
                                           else "not every stage ran")
-    print(f"[{done}/{total}] {rec['zoo']}:{rec['name']} ({rec['seconds']:.0f} s) {what}",
-          file=sys.stderr, flush=True)
+    return f"{rec['zoo']}:{rec['name']} ({rec['seconds']:.0f} s) {what}"
 
 
 # -- the report ---------------------------------------------------------------------------------
