@@ -54,11 +54,19 @@ from smelt.rewrite import (  # noqa: E402
 __version__ = "0.1.0"
 
 
+#: names served from smelt.backends.interop on first use (onnx itself loads on export)
+_INTEROP = ("export_onnx", "OnnxExportError")
+
+
 def __getattr__(name: str):
     if name == "testing":  # imports hypothesis: load it only when asked for
         import importlib
 
         return importlib.import_module("smelt.testing")
+    if name in _INTEROP:  # export_onnx(graph, path=None, *, opset=21) -> onnx.ModelProto
+        import importlib
+
+        return getattr(importlib.import_module("smelt.backends.interop"), name)
     raise AttributeError(f"module 'smelt' has no attribute {name!r}")
 
 
@@ -154,4 +162,4 @@ def to_jax(graph):
     return _to_jax(graph)
 
 
-__all__ += ["backend", "to_jax", "to_torch"]
+__all__ += ["backend", "to_jax", "to_torch", *_INTEROP]

@@ -8,6 +8,8 @@
     smelt draw MODEL -o graph.svg [--compare OTHER]
                                    a picture of the graph, drawn by Graphviz (differences with
                                    OTHER highlighted); -o graph.dot writes the DOT text
+    smelt export-onnx MODEL -o model.onnx [--opset N]
+                                   the graph as an ONNX model (float and Q/DQ graphs)
     smelt verify [--rule NAME] [--examples N]
                                    property-check every registered rule's contract
     smelt rules [--markdown]       the rule catalogue
@@ -30,6 +32,7 @@ from smelt.cli_commands import (
     UsageError,
     compile_model,
     draw_model,
+    export_onnx_model,
     list_rules,
     load_model,
     one_line,
@@ -128,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the file to write: .svg (needs Graphviz's dot) or .dot (DOT text)")
     p.add_argument("--compare", metavar="OTHER",
                    help="a second model: draw both, nodes that differ highlighted")
+
+    p = command("export-onnx", export_onnx_model, "write the graph as an ONNX model")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("-o", "--output", metavar="FILE.onnx", required=True,
+                   help="the .onnx file to write")
+    p.add_argument("--opset", metavar="N", type=_at_least(18), default=21,
+                   help="the ONNX opset to write (default: %(default)s)")
 
     p = command("verify", verify_rules, "check registered rules' contracts with hypothesis")
     p.add_argument("--rule", metavar="NAME",

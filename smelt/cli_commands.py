@@ -320,6 +320,22 @@ def draw_model(args: Any) -> int:
     return 0
 
 
+# -- export-onnx ---------------------------------------------------------------------------------
+def export_onnx_model(args: Any) -> int:
+    """`smelt export-onnx`: MODEL's graph as an ONNX model (smelt.export_onnx)."""
+    import smelt
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".onnx":
+        raise UsageError(f"{out}: smelt writes ONNX models; give -o FILE.onnx")
+    graph = load_model(args.model).graph
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = smelt.export_onnx(graph, out, opset=args.opset)
+    print(f"wrote {out}: opset {args.opset}, {len(model.graph.node)} ONNX nodes for "
+          f"{len(graph)} smelt nodes")
+    return 0
+
+
 # -- rules and their verification ----------------------------------------------------------------
 def list_rules(args: Any) -> int:
     """`smelt rules`: the rule catalogue, as a table or as markdown."""

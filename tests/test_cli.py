@@ -241,6 +241,23 @@ def test_verify_reports_a_broken_rule_with_its_counterexample(work: Path) -> Non
     assert result.stdout.rstrip().endswith("1 rule: 0 passed, 1 failed (mul_two_as_add)")
 
 
+def test_export_onnx_writes_what_onnxruntime_runs(work: Path) -> None:
+    import numpy as np
+
+    ort = pytest.importorskip("onnxruntime")
+    result = smelt_cli("export-onnx", "models.py:graph", "-o", "onnx/graph.onnx", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("wrote onnx/graph.onnx: opset 21")
+    session = ort.InferenceSession(str(work / "onnx" / "graph.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    namespace: dict = {}
+    exec(MODELS, namespace)
+    graph = namespace["graph"]()
+    x = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
+    (got,) = session.run(None, {"x": x})
+    np.testing.assert_allclose(got, smelt.interpret(graph, x)[0], rtol=1e-6, atol=1e-6)
+
+
 def test_rules_table_and_markdown(work: Path) -> None:
     table = smelt_cli("rules", cwd=work)
     assert table.returncode == 0
@@ -271,6 +288,8 @@ BAD_INPUT = [
                  id="unknown-target"),
     pytest.param(["verify", "--rule", "no_such_rule"], 2, "`smelt rules` lists them",
                  id="unknown-rule"),
+    pytest.param(["export-onnx", "models.py:graph", "-o", "graph.txt"], 2, "-o FILE.onnx",
+                 id="export-onnx-not-onnx"),
 ]
 
 

@@ -5,13 +5,16 @@
 - `to_jax(graph)` (jax_function.py): a jittable JAX function.
 - `backend()` (dynamo.py): smelt as a TorchDynamo backend,
   `torch.compile(model, backend=smelt.backend())`.
+- `export_onnx(graph, path)` (onnx_export.py): an ONNX model, one table entry per op
+  (`ONNX_OPS`: onnx_ops.py, onnx_shapes.py, onnx_layers.py); onnx is imported only when a
+  graph is exported.
 
 Both converters compute every op with the one table of array_ops.py, whose entries are
 written once over an array namespace: torch_namespace.py for torch, jax_namespace.py for JAX
 (the Python array API standard, plus the few functions whose torch and JAX forms differ).
 
 Every public name is importable from here. A name is loaded with its module on first use, so
-`to_torch` needs no JAX installed and `to_jax` no torch.
+`to_torch` needs no JAX installed, `to_jax` no torch, and `export_onnx` neither.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ _HOME = {
     "NEEDS_X64": "jax_function", "to_jax": "jax_function",
     "CompiledGraph": "dynamo", "FallbackWarning": "dynamo", "GraphConversionError": "dynamo",
     "SmeltBackend": "dynamo", "backend": "dynamo", "convert_aten_graph": "dynamo",
+    "DEFAULT_OPSET": "onnx_export", "NoOnnxForm": "onnx_export", "ONNX_DTYPES": "onnx_export",
+    "OnnxExportError": "onnx_export", "OnnxNotInstalledError": "onnx_export",
+    "export_onnx": "onnx_export", "NO_FORM": "onnx_ops", "ONNX_OPS": "onnx_ops",
 }
 
 
