@@ -130,19 +130,23 @@ def _pointwise_padded_pixels(bb, n: Node, x, w: np.ndarray, pixels: int, padded:
 
 @lowers("qlinear", target="cpu")
 def _qlinear(bb, n: Node, xs):
+    """X[..., K] runs as the rows (M, K), M the product of the leading axes (a 1-D X as one
+    row), and the result is reshaped back: the dense schedule tiles one row axis (with several,
+    the trimmed write-back of a padded N read the wrong rows under TVM 0.27)."""
     w = int8_weight(n)
     if w is None:
         return generic.qlinear(bb, n, xs)
     x_shape = n.inputs[0].shape
     k = x_shape[-1]
-    x = xs[0] if len(x_shape) > 1 else bb.emit(R.reshape(xs[0], (1, k)))
+    rows = int(np.prod(x_shape[:-1], dtype=np.int64))
+    x = xs[0] if len(x_shape) == 2 else bb.emit(R.reshape(xs[0], (rows, k)))
     if k % I.CHANNEL_GROUP or n.inputs[0].dtype == "int8":
         x = bb.emit_te(I.pad_k, x, I.round_up(k, I.CHANNEL_GROUP), primfunc_name_hint="i8pack")
     lanes = _lanes(w.shape[0])
     wp = relax.const(I.pack_dense_weight(w, lanes), "int8")
     y = bb.emit_te(I.qdense, x, wp, w.shape[0], primfunc_name_hint="qdense")
-    y = bias_then_trim(bb, y, n, w, -1)
-    return y if len(x_shape) > 1 else R.reshape(bb.emit(y), n.shape)
+    y = bias_then_trim(bb, y, n, w, -1, out_shape=(rows, w.shape[0]))
+    return y if len(x_shape) == 2 else R.reshape(bb.emit(y), n.shape)
 
 
 @lowers("qmatmul", target="cpu")

@@ -84,16 +84,18 @@ def pad_nchw(x: te.Tensor, pads: tuple[int, int, int, int], zp: int,
     return te.compute(shape, body, name="smelt_i8pad", attrs=attrs)
 
 
-def bias_then_trim(bb, y, n: Node, w: np.ndarray, axis: int):
-    """y (an emitted kernel output, maybe padded past n's shape) + the folded bias along
-    `axis` (padded channels get 0), then sliced to n's shape. The add and the slice fuse
-    into the kernel's epilogue."""
+def bias_then_trim(bb, y, n: Node, w: np.ndarray, axis: int,
+                   out_shape: tuple[int, ...] | None = None):
+    """y (an emitted kernel output, maybe padded past `out_shape`, by default n's) + the
+    folded bias along `axis` (padded channels get 0), then sliced to `out_shape`. The add and
+    the slice fuse into the kernel's epilogue."""
     shape = [int(d) for d in y.ty.shape.values]
     bias = n.inputs[2].value if len(n.inputs) == 3 else None
     b = np.zeros(shape[axis], np.int32)
     b[: w.shape[0]] = folded_bias(w, bias, uint8_zp(n))
     y = R.add(y, relax.const(channel(b, axis, len(shape), np.int32), "int32"))
-    want = [1] * (len(shape) - len(n.shape)) + list(n.shape)  # a 1-D qlinear runs as (1, K)
+    target = n.shape if out_shape is None else out_shape
+    want = [1] * (len(shape) - len(target)) + list(target)  # a 1-D qlinear runs as (1, K)
     cut = [i for i, (have, need) in enumerate(zip(shape, want, strict=True)) if have != need]
     if not cut:
         return y  # not emitted here: an alias binding would stop FuseOps
