@@ -110,3 +110,16 @@ def _qlinear_4d() -> Case:
     "c_target"))])
 def test_found_qlinear_on_a_4d_input(target):
     assert check_one(_qlinear_4d(), target) is None
+
+
+def test_found_a_chain_of_tanh_compiles():
+    """Found by the fused fuzz (a batch that never finished building): tanh reads its operand
+    21 times (te_kernels.tanh, Let-free), so tanh(tanh(x)) -> hardswish -> leaky_relu inlined
+    into one expression of thousands of copies, and TVM's TIR passes ran for minutes.
+    Inlining now stops at INLINE_BUDGET (backends/lowering/inlining.py)."""
+    x = Node.input("x0", (1, 2, 7, 1))
+    y = x
+    for op in ("tanh", "tanh", "hardswish", "leaky_relu", "relu"):
+        y = Node.make(op, [y], **({"alpha": 0.01} if op == "leaky_relu" else {}))
+    feed = np.linspace(-3, 3, 14, dtype=np.float32).reshape(1, 2, 7, 1)
+    assert check_one(_case("float", Graph([x], [y]), feed), "cpu") is None
