@@ -7,8 +7,9 @@ The graphs are split evenly over every (kind, target) pair and drawn by hypothes
 seeded by --seed + i) in batches of --batch side by side in one build; a batch that fails is
 rebuilt case by case to name each failing graph. Reported: graphs and batches per pair, the
 ops covered, failures by kind and stage (build, run, output) with the first few failing
-graphs in full, and the time. The test suite runs the same checks on a few hundred graphs
-(tests/test_fuzz.py).
+graphs in full, and the time. A batch still building after HANG_S seconds is a finding too:
+its graphs go to <out>.hang.txt and the run stops (TVM stuck in a pass cannot be
+interrupted). The test suite runs the same checks on a few hundred graphs (tests/test_fuzz.py).
 
     .venv/bin/python -m benchmarks.fuzz                      # 10,000 graphs (hours)
     .venv/bin/python -m benchmarks.fuzz --graphs 600 --targets cpu
@@ -21,7 +22,9 @@ a few batches before its graphs vary: --quick draws four per pair.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -43,10 +46,27 @@ from smelt.fuzz import KINDS, cases, check_batch, ops_covered
 RESULTS = results_path("fuzz")
 TARGETS = ("cpu", "c")
 SHOWN = 5  # failing graphs kept in full per pair
+HANG_S = 600  # a batch still building after this long is a finding: written out, run stopped
+
+
+def watchdog(batch: list, kind: str, target: str, where: Path) -> threading.Timer:
+    """A timer that, when a batch hangs (TVM stuck in a pass cannot be interrupted), writes
+    its graphs to `where` and ends the process with status 3."""
+    def hang() -> None:
+        where.write_text(f"# {kind} on {target}: a batch still building after {HANG_S} s\n\n"
+                         + "\n".join(c.graph.to_text() for c in batch))
+        print(f"\nhang: {kind} on {target}; the batch's graphs are in {where}", file=sys.stderr,
+              flush=True)
+        os._exit(3)
+
+    timer = threading.Timer(HANG_S, hang)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def fuzz_pair(kind: str, target: str, graphs: int, batch: int, seed_: int,
-              bar: Any) -> dict[str, Any]:
+              bar: Any, hang_file: Path) -> dict[str, Any]:
     """Draw `graphs` cases of `kind` in batches of `batch` and check them on `target`."""
     failures: list[Any] = []
     ops: set[str] = set()
@@ -57,7 +77,9 @@ def fuzz_pair(kind: str, target: str, graphs: int, batch: int, seed_: int,
               phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     @given(cases(kind, batch))
     def run(drawn: list) -> None:
+        timer = watchdog(drawn, kind, target, hang_file)
         failures.extend(check_batch(drawn, target))
+        timer.cancel()
         ops.update(ops_covered(drawn))
         count[0] += len(drawn)
         count[1] += 1
@@ -73,14 +95,14 @@ def fuzz_pair(kind: str, target: str, graphs: int, batch: int, seed_: int,
                       for f in failures[:SHOWN]]}
 
 
-def run_all(graphs: int, kinds: list[str], targets: list[str], batch: int, seed_: int
-            ) -> dict[str, Any]:
+def run_all(graphs: int, kinds: list[str], targets: list[str], batch: int, seed_: int,
+            hang_file: Path) -> dict[str, Any]:
     pairs = [(k, t) for t in targets for k in kinds]
     each = max(batch, graphs // len(pairs))
     start = time.perf_counter()
     with tqdm(total=each * len(pairs), desc="fuzz", unit="graph", file=sys.stderr,
               mininterval=0.5 if sys.stderr.isatty() else 60.0) as bar:
-        results = [fuzz_pair(k, t, each, batch, seed_ + i, bar)
+        results = [fuzz_pair(k, t, each, batch, seed_ + i, bar, hang_file)
                    for i, (k, t) in enumerate(pairs)]
     ops = sorted({op for r in results for op in r["ops"]})
     return {"benchmark": "fuzz", "seed": seed_, "batch": batch,
@@ -131,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     graphs, batch = (192, 8) if args.quick else (args.graphs, args.batch)
-    res = run_all(graphs, args.kinds.split(","), args.targets.split(","), batch, args.seed)
+    res = run_all(graphs, args.kinds.split(","), args.targets.split(","), batch, args.seed,
+                  Path(args.out).with_suffix(".hang.txt"))
     print(write_report(Path(args.out), res, table(res), plot(res)))
     return 0 if res["failures"] == 0 else 1
 
