@@ -15,6 +15,7 @@ from tvm import relax
 
 from smelt.ir.errors import FileFormatError, InterpretError
 from smelt.ir.graph import Graph
+from smelt.ir.inputs import input_array
 
 from .targets import get_target
 from .threads import size_thread_pool
@@ -28,12 +29,6 @@ def graph_signature(graph: Graph) -> dict[str, Any]:
                    for x in graph.inputs],
         "outputs": [{"shape": list(o.shape), "dtype": o.dtype} for o in graph.outputs],
     }
-
-
-def _array(x: Any) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "numpy"):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 class CompiledModule:
@@ -61,26 +56,27 @@ class CompiledModule:
         return [i["name"] for i in self.signature["inputs"]]
 
     def __call__(self, *inputs: Any) -> tuple[np.ndarray, ...]:
+        """Run on `inputs`, checked and converted by the interpreter's rule (ir/inputs.py):
+        exact shapes, a dtype of the input's kind (float64 for a float32 input is rounded;
+        ints for a float input, or ints that do not fit, raise InterpretError)."""
+        args = [self._device_input(i, a) for i, a in enumerate(self._arrays(inputs))]
+        result = self._vm["main"](*args)
+        return tuple(r.numpy() for r in result)
+
+    def _arrays(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+        """The inputs as the C-ordered arrays of the signature's dtypes, or InterpretError."""
         specs = self.signature["inputs"]
         if len(inputs) != len(specs):
             raise InterpretError(f"the module takes {len(specs)} inputs "
                                  f"({', '.join(self.input_names)}), got {len(inputs)}")
-        args = []
-        for i, (spec, x) in enumerate(zip(specs, inputs, strict=True)):
-            a = _array(x)
-            if list(a.shape) != spec["shape"]:
-                raise InterpretError(f"input {spec['name']!r} has shape {list(a.shape)}, the "
-                                     f"module expects {spec['shape']}")
-            args.append(self._device_input(i, np.asarray(a, dtype=spec["dtype"], order="C")))
-        result = self._vm["main"](*args)
-        return tuple(r.numpy() for r in result)
+        return [np.asarray(input_array(x, spec["name"], spec["shape"], spec["dtype"],
+                                       "the module"), dtype=spec["dtype"], order="C")
+                for spec, x in zip(specs, inputs, strict=True)]
 
     def prepared_call(self, *inputs: Any) -> Callable[[], Any]:
         """A call of the module's VM on `inputs` converted to device tensors once, returning
         device tensors: what to time for kernels of microseconds (no conversion per call)."""
-        specs = self.signature["inputs"]
-        args = [tvm.runtime.tensor(np.asarray(_array(x), dtype=spec["dtype"]), self.device)
-                for spec, x in zip(specs, inputs, strict=True)]
+        args = [tvm.runtime.tensor(a, self.device) for a in self._arrays(inputs)]
         main = self._vm["main"]
         return lambda: main(*args)
 

@@ -39,12 +39,14 @@ class ParseError(SmeltError, ValueError):
         self.line_no = line_no
         self.line = line
         loc = f"line {line_no}: " if line_no is not None else ""
+        if line is not None and len(line) > 200:  # a huge line would drown the message
+            line = line[:200] + f"... ({len(line)} characters)"
         text = f"\n  {line_no} | {line}" if line is not None else ""
         super().__init__(f"{loc}{message}{text}")
 
 
 class FileFormatError(SmeltError, ValueError):
-    """A saved model file is missing, malformed or unsafe to load."""
+    """A saved model file is missing, malformed or unsafe to load, or cannot be written."""
 
 
 class InterpretError(SmeltError, RuntimeError):

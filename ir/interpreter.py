@@ -19,16 +19,11 @@ import numpy as np
 
 from .errors import InterpretError
 from .graph import Graph
+from .inputs import input_array
 from .node import Node
 from .op_table import get_op
 from .ops.common import round_to_bfloat16
 from .types import TensorType, is_float, numpy_dtype
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "numpy"):  # a torch tensor, without importing torch
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def _bind(graph: Graph, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.ndarray]:
@@ -48,24 +43,10 @@ def _bind(graph: Graph, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.
     for node, v in zip(graph.inputs, values, strict=True):
         if v is None:
             raise InterpretError(f"input {node.attrs['name']!r} is missing")
-        a = _to_numpy(v)
         t = node.tensor_type
-        if tuple(a.shape) != t.shape:
-            raise InterpretError(f"input {node.attrs['name']!r} has shape {list(a.shape)}, "
-                                 f"the graph expects {list(t.shape)}")
-        want = numpy_dtype(t.dtype)
-        if a.dtype != want:
-            if not np.can_cast(a.dtype, want, casting="same_kind"):
-                raise InterpretError(f"input {node.attrs['name']!r} is {a.dtype}, the graph "
-                                     f"expects {t.dtype}")
-            a = a.astype(want)
+        a = input_array(v, node.attrs["name"], t.shape, t.dtype)  # the rule of ir/inputs.py
         if t.dtype == "bfloat16":
             a = round_to_bfloat16(a)
-        if t.dtype in NARROW_INT_RANGES and a.size:
-            lo, hi = NARROW_INT_RANGES[t.dtype]
-            if a.min() < lo or a.max() > hi:
-                raise InterpretError(f"input {node.attrs['name']!r} is {t.dtype}, whose values "
-                                     f"lie in [{lo}, {hi}]; it holds {a.min()}..{a.max()}")
         out.append(a)
     return out
 
@@ -120,9 +101,6 @@ def _widen(a: np.ndarray) -> np.ndarray:
     if np.issubdtype(a.dtype, np.floating) and a.dtype != np.float64:
         return a.astype(np.float64)
     return a
-
-
-NARROW_INT_RANGES = {"int4": (-8, 7), "uint4": (0, 15)}
 
 
 def _narrow(out: np.ndarray, dtype: str, wide: bool) -> np.ndarray:

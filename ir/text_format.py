@@ -184,6 +184,12 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
+_BLANK_REST = re.compile(r"\s*$")
+#: how deep `[...]` values may nest: deeper text is refused instead of exhausting the stack
+MAX_NESTING = 32
+#: dimensions must fit the int64 that numpy and every backend index with
+MAX_DIM = 2**63 - 1
+_QUANT_KEYS = ("scale", "zero_point", "bits", "axis", "group")
 
 
 class _Tokens:
@@ -193,7 +199,7 @@ class _Tokens:
         self.comment = ""
         pos = 0
         while pos < len(text):
-            if text[pos:].strip() == "":
+            if _BLANK_REST.match(text, pos):  # (not text[pos:]: that is quadratic in the line)
                 break
             m = _TOKEN.match(text, pos)
             if not m or m.end() == pos:
@@ -232,13 +238,15 @@ class _Tokens:
         if self.peek() is not None:
             self.fail(f"unexpected {self.peek()[1]!r} at the end of the line")
 
-    def value(self) -> Any:
+    def value(self, depth: int = 0) -> Any:
         kind, tok = self.peek() or ("", "")
         if tok == "[":
+            if depth >= MAX_NESTING:
+                self.fail(f"values nest more than {MAX_NESTING} brackets deep")
             self.next()
             items = []
             while not self.accept("]"):
-                items.append(self.value())
+                items.append(self.value(depth + 1))
                 if not self.accept(","):
                     self.next("punct", "]")
                     break
@@ -257,14 +265,16 @@ class _Tokens:
         if self.accept("("):
             parts = []
             while not self.accept(")"):
-                t = self.type_()
-                if not isinstance(t, TensorType):
+                if self.peek() == ("punct", "("):
                     self.fail("tuples cannot nest")
-                parts.append(t)
+                parts.append(self.tensor_type())
                 if not self.accept(","):
                     self.next("punct", ")")
                     break
             return TupleType(tuple(parts))
+        return self.tensor_type()
+
+    def tensor_type(self) -> TensorType:
         short = self.next("id")
         if short not in SHORT_TO_DTYPE:
             self.fail(f"unknown dtype {short!r}; expected one of {', '.join(SHORT_TO_DTYPE)}")
@@ -272,8 +282,9 @@ class _Tokens:
         dims: list[int] = []
         while not self.accept("]"):
             d = self.value()
-            if not isinstance(d, int) or d < 0:
-                self.fail(f"a dimension must be a non-negative integer, got {d!r}")
+            if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_DIM:
+                self.fail(f"a dimension must be a non-negative integer below 2**63, got "
+                          f"{format_value(d)}")
             dims.append(d)
             if not self.accept(","):
                 self.next("punct", "]")
@@ -284,20 +295,44 @@ class _Tokens:
             self.next("punct", "(")
             if tok[1] == "layout":
                 layout = self.value()
+                if not isinstance(layout, str):
+                    self.fail(f"a layout is a quoted string, got {format_value(layout)}")
                 self.next("punct", ")")
             else:
-                kw = self.keywords(")")
-                try:
-                    quant = QuantParams(tuple(kw["scale"]), tuple(kw["zero_point"]),
-                                        kw["bits"], kw["axis"], kw["group"])
-                except (KeyError, SmeltError, TypeError) as e:
-                    self.fail(f"bad quantization annotation: {e}")
+                quant = self.quant(self.keywords(")"))
         return TensorType(tuple(dims), SHORT_TO_DTYPE[short], quant, layout)
+
+    def quant(self, kw: dict[str, Any]) -> QuantParams:
+        """The annotation `q(scale=[...], zero_point=[...], bits=B, axis=A, group=G)`, each
+        field of its type (numbers for scales, integers for zero points and counts)."""
+        if sorted(kw) != sorted(_QUANT_KEYS):
+            self.fail(f"a quantization annotation has exactly the fields {', '.join(_QUANT_KEYS)}"
+                      f"; got {', '.join(kw) or 'none'}")
+        scale, zero_point, bits, axis, group = (kw[k] for k in _QUANT_KEYS)
+        checks = (
+            ("scale", isinstance(scale, tuple) and all(_is_number(s) for s in scale),
+             "a list of numbers"),
+            ("zero_point", isinstance(zero_point, tuple) and all(_is_int(z) for z in zero_point),
+             "a list of integers"),
+            ("bits", _is_int(bits), "an integer"),
+            ("axis", axis is None or _is_int(axis), "an integer or none"),
+            ("group", _is_int(group) and group >= 0, "a non-negative integer"),
+        )
+        for name, ok, what in checks:
+            if not ok:
+                self.fail(f"bad quantization annotation: {name} must be {what}, "
+                          f"got {format_value(kw[name])}")
+        try:
+            return QuantParams(scale, zero_point, bits, axis, group)
+        except SmeltError as e:
+            self.fail(f"bad quantization annotation: {e}")
 
     def keywords(self, close: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         while not self.accept(close):
             key = self.next("id")
+            if key in out:
+                self.fail(f"{key} is given twice")
             self.next("punct", "=")
             out[key] = self.value()
             if not self.accept(","):
@@ -425,6 +460,14 @@ def _fits_dtype(v: Any, dtype: str) -> bool:
     if dtype in SHORT_TO_DTYPE.values() and np.issubdtype(numpy_dtype(dtype), np.integer):
         return isinstance(v, int)
     return True
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _lookup(toks: _Tokens, env: dict[str, Node], var: str) -> Node:

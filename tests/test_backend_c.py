@@ -288,7 +288,7 @@ def test_unknown_or_missing_board_is_a_target_error(models) -> None:
 def test_wrong_inputs_are_interpret_errors(models, build) -> None:
     _, x = models["residual_cnn-int8"]
     module = build("residual_cnn-int8", "host")
-    with pytest.raises(smelt.InterpretError, match=r"input 0 has shape \[1, 3, 8, 8\]"):
+    with pytest.raises(smelt.InterpretError, match=r"input 'x' has shape \[1, 3, 8, 8\]"):
         module(np.zeros((1, 3, 8, 8), np.float32))
-    with pytest.raises(smelt.InterpretError, match="takes 1 inputs, got 2"):
+    with pytest.raises(smelt.InterpretError, match=r"takes 1 inputs \(x\), got 2"):
         module(x, x)

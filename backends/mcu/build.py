@@ -21,7 +21,8 @@ CALL_CHAIN = ("smelt_reset", "main", "smelt_model_run", "smelt_call")
 
 
 class CBuildError(SmeltError):
-    """A tool the C target needs is missing, or the generated project did not build."""
+    """A tool the C target needs is missing, or the generated project could not be written
+    or did not build."""
 
 
 @dataclass(frozen=True)

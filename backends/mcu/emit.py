@@ -15,7 +15,9 @@ index 7 (a DLTensor pointer) whose 64-bit payload is zeroed before the pointer i
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ import tvm_ffi
 
 from .aot import CallSequence, Step, View
 from .boards import Board
+from .build import CBuildError
 from .c_sources import (
     CHECKS_C,
     HARNESS_IO_HOST,
@@ -56,12 +59,58 @@ def c_type(dtype: str) -> str:
 
 def write_project(out: Path, board: Board, kernels: Kernels, seq: CallSequence,
                   plan: MemoryPlan, checks: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the project into `out` (created if missing), all or nothing as far as the file
+    system allows: the files are written into a staging directory inside `out`, then renamed
+    into place. A failure to write (a full disk, a read-only directory, `out` a file) removes
+    the staging directory and every directory this call created, leaves the files that were
+    in `out` before as they were, and raises CBuildError."""
+    files = _project_files(board, kernels, seq, plan, checks)
+    made = _first_missing(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".smelt-staging-", dir=out))
+        try:
+            for name, data in files.items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / name).write_bytes(data)
+            for name in files:
+                (out / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / name, out / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as e:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        left = ("nothing was left behind" if made is not None or not out.is_dir() else
+                f"the files {out} held before are unchanged")
+        raise CBuildError(f"cannot write the C project to {out}: {e.strerror or e} "
+                          f"({e.filename or 'while writing'}); {left}. Free some space, make "
+                          "the directory writable, or pass another out_dir") from None
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of `path` and its parents that does not exist (what mkdir creates)."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            break
+        missing = p
+    return missing
+
+
+def _project_files(board: Board, kernels: Kernels, seq: CallSequence, plan: MemoryPlan,
+                   checks: bool) -> dict[str, bytes]:
+    """Every file of the project: its path in the project -> its bytes."""
+    files: dict[str, bytes] = {}
     for dst, (pkg, src) in HEADERS.items():
-        path = out / "include" / dst
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(pkg.__file__).parent / src, path)
-    files = {
+        header = Path(pkg.__file__).parent / src
+        try:
+            files[f"include/{dst}"] = header.read_bytes()
+        except OSError as e:
+            raise CBuildError(f"cannot read {header} ({e.strerror or e}): the installed "
+                              f"{pkg.__name__} lacks a header the C project needs; reinstall "
+                              "it (`make setup`)") from None
+    texts = {
         "kernels.c": _kernels_c(kernels),
         "weights.h": _weights_h(seq),
         "weights.c": _weights_c(seq),
@@ -72,10 +121,10 @@ def write_project(out: Path, board: Board, kernels: Kernels, seq: CallSequence,
         "Makefile": _makefile(board),
     }
     if not board.is_host:
-        files["startup.c"] = STARTUP_C
-        files["mps2.ld"] = LINKER_SCRIPT.format(flash=board.flash, sram=board.sram)
-    for name, text in files.items():
-        (out / name).write_text(text)
+        texts["startup.c"] = STARTUP_C
+        texts["mps2.ld"] = LINKER_SCRIPT.format(flash=board.flash, sram=board.sram)
+    files.update((name, text.encode()) for name, text in texts.items())
+    return files
 
 
 def _kernels_c(kernels: Kernels) -> str:

@@ -14,6 +14,7 @@ writes the inputs to files, runs the program and reads the outputs back. On the 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,16 @@ import numpy as np
 
 from smelt.ir.errors import InterpretError
 from smelt.ir.graph import Graph
+from smelt.ir.inputs import input_array
 from smelt.ir.types import TensorType
 
 from ..build_cache import graph_key
 from ..targets import TargetError, check_options
 from .aot import CallSequence, call_sequence
 from .boards import Board, get_board
-from .build import Sizes, build, sizes
+from .build import CBuildError, Sizes, build, sizes
 from .emit import C_TYPES, write_project
-from .kernels_c import lower_graph
+from .kernels_c import Kernels, lower_graph
 from .memory_plan import MemoryPlan, plan_memory
 from .run import run
 
@@ -43,8 +45,10 @@ class CModule:
     """A generated, built C project; `module(*inputs) -> tuple[np.ndarray, ...]`."""
 
     def __init__(self, project: Path, board: Board, seq: CallSequence, plan: MemoryPlan,
-                 workspace: int, kernels: int, program: Path, size: Sizes) -> None:
+                 workspace: int, kernels: int, program: Path, size: Sizes,
+                 input_names: list[str] | None = None) -> None:
         self.project = project
+        self.input_names = input_names or [f"input{i}" for i in range(len(seq.inputs))]
         self.board = board
         self.plan = plan
         self.program = program
@@ -79,17 +83,13 @@ class CModule:
         return result.outputs
 
     def _check_inputs(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+        """The inputs as C-ordered arrays, by the interpreter's rule (ir/inputs.py)."""
         specs = self._seq.inputs
         if len(inputs) != len(specs):
-            raise InterpretError(f"the module takes {len(specs)} inputs, got {len(inputs)}")
-        arrays = []
-        for i, (spec, x) in enumerate(zip(specs, inputs, strict=True)):
-            a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-            if tuple(a.shape) != spec.shape:
-                raise InterpretError(f"input {i} has shape {list(a.shape)}, the module "
-                                     f"expects {list(spec.shape)}: pass an array of that shape")
-            arrays.append(np.ascontiguousarray(a, dtype=spec.dtype))
-        return arrays
+            raise InterpretError(f"the module takes {len(specs)} inputs "
+                                 f"({', '.join(self.input_names)}), got {len(inputs)}")
+        return [np.ascontiguousarray(input_array(x, name, spec.shape, spec.dtype, "the module"))
+                for name, spec, x in zip(self.input_names, specs, inputs, strict=True)]
 
     def describe(self) -> str:
         r = self.report
@@ -128,14 +128,33 @@ def compile_c(graph: Graph, board: str | None = None, out_dir: str | Path | None
     if key in _CACHE and _CACHE[key].project.is_dir():
         _CACHE[key].cache = "memory"
         return _CACHE[key]
-    project = Path(out_dir) if out_dir is not None else Path(
-        tempfile.mkdtemp(prefix=f"smelt-c-{spec.name}-"))
     kernels = lower_graph(graph, checks=spec.is_host)
     seq = call_sequence(kernels.main, set(kernels.elementwise))
     plan = plan_memory(seq.buffers())
-    write_project(project, spec, kernels, seq, plan, checks=spec.is_host)
+    project = _write(out_dir, spec, kernels, seq, plan)
     program = build(project, spec)
     module = CModule(project, spec, seq, plan, kernels.workspace_bytes, len(kernels.names),
-                     program, sizes(program, spec))
+                     program, sizes(program, spec), [x.attrs["name"] for x in graph.inputs])
     _CACHE[key] = module
     return module
+
+
+def _write(out_dir: str | Path | None, spec: Board, kernels: Kernels, seq: CallSequence,
+           plan: MemoryPlan) -> Path:
+    """The project written into `out_dir`, or into a fresh temporary directory (removed again
+    if the project cannot be written there)."""
+    if out_dir is not None:
+        write_project(Path(out_dir), spec, kernels, seq, plan, checks=spec.is_host)
+        return Path(out_dir)
+    try:
+        project = Path(tempfile.mkdtemp(prefix=f"smelt-c-{spec.name}-"))
+    except OSError as e:
+        raise CBuildError(f"cannot create a temporary directory for the C project "
+                          f"({e.strerror or e}); pass out_dir, or set TMPDIR to a writable "
+                          "directory with free space") from None
+    try:
+        write_project(project, spec, kernels, seq, plan, checks=spec.is_host)
+    except CBuildError:
+        shutil.rmtree(project, ignore_errors=True)
+        raise
+    return project

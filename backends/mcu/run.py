@@ -46,6 +46,17 @@ def command(program: Path, board: Board) -> list[str]:
 
 def run(program: Path, board: Board, inputs: list[np.ndarray], outputs: list[View],
         timeout: int = RUN_TIMEOUT_S) -> RunResult:
+    try:
+        return _run(program, board, inputs, outputs, timeout)
+    except OSError as e:  # the temporary directory (a full or read-only disk), the program
+        where = e.filename or "a temporary file"
+        raise CRunError(f"cannot run {program.name} on {board.name}: {e.strerror or e} "
+                        f"({where}); check that TMPDIR is a writable directory with free "
+                        "space and that the program is executable") from None
+
+
+def _run(program: Path, board: Board, inputs: list[np.ndarray], outputs: list[View],
+         timeout: int) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="smelt-run-") as tmp:
         work = Path(tmp)
         for i, x in enumerate(inputs):
