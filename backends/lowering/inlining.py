@@ -42,7 +42,7 @@ def grows_past_budget(sch: s_tir.Schedule, producer) -> bool:
     block = sch.get(producer)
     if len(block.writes) != 1:
         return False
-    read = block.writes[0].buffer.name + "["
+    read = block.writes[0].source.name + "["
     size = len(str(block.body))
     for consumer in sch.get_consumers(producer):
         text = str(sch.get(consumer).body)
