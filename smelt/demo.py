@@ -166,21 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     exact = run_pipeline(spec, traced, calibration, opts.verbose)
     exact_graph = add("float32", None, spec, exact, time.perf_counter() - t0).graph
 
-    print("3/7 structured pruning and a fine-tune ...", flush=True)
-    t0 = time.perf_counter()
-    spec = "prune-channels(ratio=0.25,importance='taylor',round_to=8)"
-    pruned, contract, measured = run_pipeline(spec, exact_graph, calibration, opts.verbose)
-    pruned, _ = fine_tune(pruned, xtr, ytr, 2, SEED)
-    add("pruned", "float32", spec + " + 2 epochs fine-tune", (pruned, contract, measured),
-        time.perf_counter() - t0)
+    def tuned(name: str, parent: Step, spec: str, epochs: int) -> Step:
+        """A lossy pipeline from `parent`'s graph, then a fine-tune of `epochs` epochs."""
+        t0 = time.perf_counter()
+        graph, contract, measured = run_pipeline(spec, parent.graph, calibration, opts.verbose)
+        graph, _ = fine_tune(graph, xtr, ytr, epochs, SEED)
+        return add(name, parent.name, f"{spec} + {epochs} epoch{'s' * (epochs > 1)} fine-tune",
+                   (graph, contract, measured), time.perf_counter() - t0)
 
+    print("3/7 structured pruning and a fine-tune ...", flush=True)
+    pruned_step = tuned("pruned", steps[0],
+                        "prune-channels(ratio=0.25,importance='taylor',round_to=8)", 2)
+    pruned = pruned_step.graph
     print("4/7 2:4 sparsity on the linear layers and a masked fine-tune ...", flush=True)
-    t0 = time.perf_counter()
-    spec = "sparsify-24"
-    sparse, contract, measured = run_pipeline(spec, pruned, calibration, opts.verbose)
-    sparse, _ = fine_tune(sparse, xtr, ytr, 1, SEED)
-    add("2:4", "pruned", spec + " + 1 epoch fine-tune", (sparse, contract, measured),
-        time.perf_counter() - t0)
+    tuned("2:4", pruned_step, "sparsify-24", 1)
 
     print("5/7 W8A8: calibrate, quantize, fold into integer kernels ...", flush=True)
     t0 = time.perf_counter()
