@@ -28,9 +28,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from smelt.ir.errors import InterpretError
-
-from .compiled import CompiledModule, _array
+from .compiled import CompiledModule
 
 BUILTIN_PREFIX = "vm.builtin."
 
@@ -57,12 +55,8 @@ class _CallClock:
 
 
 def _device_inputs(module: CompiledModule, inputs: tuple[Any, ...]) -> list[Any]:
-    specs = module.signature["inputs"]
-    if len(inputs) != len(specs):
-        raise InterpretError(f"the module takes {len(specs)} inputs, got {len(inputs)}")
-    return [tvm.runtime.tensor(np.array(_array(x), dtype=spec["dtype"], order="C"),
-                               module.device)
-            for spec, x in zip(specs, inputs, strict=True)]
+    """The inputs checked by the module's own rule (ir/inputs.py), as device tensors."""
+    return [tvm.runtime.tensor(a, module.device) for a in module._arrays(inputs)]
 
 
 def _rows(module: CompiledModule, clock: _CallClock) -> list[dict[str, Any]]:
