@@ -59,11 +59,11 @@ class CompiledModule:
         """Run on `inputs`, checked and converted by the interpreter's rule (ir/inputs.py):
         exact shapes, a dtype of the input's kind (float64 for a float32 input is rounded;
         ints for a float input, or ints that do not fit, raise InterpretError)."""
-        args = [self._device_input(i, a) for i, a in enumerate(self._arrays(inputs))]
+        args = [self._device_input(i, a) for i, a in enumerate(self.input_arrays(inputs))]
         result = self._vm["main"](*args)
         return tuple(r.numpy() for r in result)
 
-    def _arrays(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+    def input_arrays(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
         """The inputs as the C-ordered arrays of the signature's dtypes, or InterpretError."""
         specs = self.signature["inputs"]
         if len(inputs) != len(specs):
@@ -76,7 +76,7 @@ class CompiledModule:
     def prepared_call(self, *inputs: Any) -> Callable[[], Any]:
         """A call of the module's VM on `inputs` converted to device tensors once, returning
         device tensors: what to time for kernels of microseconds (no conversion per call)."""
-        args = [tvm.runtime.tensor(a, self.device) for a in self._arrays(inputs)]
+        args = [tvm.runtime.tensor(a, self.device) for a in self.input_arrays(inputs)]
         main = self._vm["main"]
         return lambda: main(*args)
 

@@ -56,7 +56,7 @@ class _CallClock:
 
 def _device_inputs(module: CompiledModule, inputs: tuple[Any, ...]) -> list[Any]:
     """The inputs checked by the module's own rule (ir/inputs.py), as device tensors."""
-    return [tvm.runtime.tensor(a, module.device) for a in module._arrays(inputs)]
+    return [tvm.runtime.tensor(a, module.device) for a in module.input_arrays(inputs)]
 
 
 def _rows(module: CompiledModule, clock: _CallClock) -> list[dict[str, Any]]:
