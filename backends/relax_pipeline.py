@@ -20,6 +20,7 @@ from tvm import relax
 def fuse_kernels(legalize: dict | None = None) -> tvm.transform.Pass:
     """Relax module -> fused, legalized (not yet scheduled) kernels."""
     return tvm.transform.Sequential([
+        relax.transform.DeadCodeElimination(),  # parts of a split nobody reads, before fusion
         relax.backend.DispatchSampling(),
         relax.backend.DispatchSortScan(),
         relax.transform.LegalizeOps(customize_legalize_map=legalize),

@@ -123,3 +123,15 @@ def test_found_a_chain_of_tanh_compiles():
         y = Node.make(op, [y], **({"alpha": 0.01} if op == "leaky_relu" else {}))
     feed = np.linspace(-3, 3, 14, dtype=np.float32).reshape(1, 2, 7, 1)
     assert check_one(_case("float", Graph([x], [y]), feed), "cpu") is None
+
+
+@pytest.mark.xdist_group("c_target")
+def test_found_an_unread_split_part_builds_in_c():
+    """Found by the float fuzz on `c`: a split with one part unread, fused with its reader,
+    kept the other part as a buffer set but never used, and the C build (-Werror) refused it.
+    A split now lowers to one slice per part, so an unread part is dead code."""
+    x = Node.input("x0", (1, 2, 2, 5))
+    parts = Node.make("split", [x], axis=2, sizes=[1, 1])
+    y = Node.make("relu6", [Node.make("project", [parts], index=1)])
+    feed = np.linspace(-8, 8, 20, dtype=np.float32).reshape(1, 2, 2, 5)
+    assert check_one(_case("float", Graph([x], [y]), feed), "c") is None
