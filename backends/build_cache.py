@@ -1,4 +1,5 @@
-"""Builds kept for reuse, in memory for the process and on disk across processes.
+"""Builds kept for reuse, in memory for the process (the 32 most recently used) and on disk
+across processes.
 
 `cached_build(graph, target, options, build, cache_dir)` is what a target's compile calls:
 it returns the module built before for the same graph (content hash), TVM target and
@@ -30,9 +31,10 @@ from typing import Any
 from smelt.ir.graph import Graph
 
 from .compiled import CompiledModule, load_compiled
+from .recent import Recent
 
-#: entry key -> module, for this process
-MEMORY: dict[str, CompiledModule] = {}
+#: entry key -> module, the most recently used of this process
+MEMORY: Recent[str, CompiledModule] = Recent(32)
 
 
 def default_cache_dir() -> Path:
@@ -108,20 +110,21 @@ def cached_build(graph: Graph, target: Any, options: dict[str, Any],
                  cache_dir: str | Path | bool | None = None) -> CompiledModule:
     """The module for (graph, target, options): from memory, from disk, or `build()`."""
     key = entry_key(graph_key(graph), str(target), options)
-    if key in MEMORY:
-        MEMORY[key].cache = "memory"
-        return MEMORY[key]
+    kept = MEMORY.get(key)
+    if kept is not None:
+        kept.cache = "memory"
+        return kept
     disk = None if cache_dir is None or cache_dir is False else DiskCache(
         None if cache_dir is True else cache_dir)
     if disk is not None:
         module, _why = disk.load(key)
         if module is not None:
             module.cache = "disk"
-            MEMORY[key] = module
+            MEMORY.put(key, module)
             return module
     module = build()
     module.cache = "built"
     if disk is not None:
         disk.store(key, module)
-    MEMORY[key] = module
+    MEMORY.put(key, module)
     return module

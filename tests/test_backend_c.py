@@ -127,6 +127,17 @@ def test_host_sanitizers_run_clean_with_the_same_outputs(models, build, model) -
     assert "__asan_init" in symbols and "__ubsan_handle" in symbols  # instrumented
 
 
+def test_the_host_asan_board_builds_only_the_sanitized_program(models, build) -> None:
+    graph, x = models["residual_cnn-int8"]
+    module = build("residual_cnn-int8", "host-asan")
+    (got,) = module(x)
+    np.testing.assert_array_equal(got, smelt.interpret(graph, x)[0])
+    assert not (module.project / "app-asan").exists()  # `app` itself is instrumented
+    symbols = subprocess.run(["nm", str(module.project / "app")], capture_output=True,
+                             text=True, check=True, timeout=60).stdout
+    assert "__asan_init" in symbols and "__ubsan_handle" in symbols
+
+
 def test_builds_with_wall_werror(build, tmp_path) -> None:
     module = build("residual_cnn-int8", "mps2-an386")
     commands = subprocess.run(["make", "-B", "-n", "app.elf"], cwd=module.project, text=True,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 import smelt
 from smelt.backends.build_cache import DiskCache, entry_key
+from smelt.backends.recent import Recent
 
 
 def _graph(seed: int = 0):
@@ -72,3 +75,24 @@ def test_the_key_covers_target_and_options() -> None:
     assert base != entry_key("g", "llvm -mcpu=b", {"schedule": True})
     assert base != entry_key("g", "llvm -mcpu=a", {"schedule": False})
     assert base != entry_key("h", "llvm -mcpu=a", {"schedule": True})
+
+
+def test_memory_keeps_the_most_recently_used() -> None:
+    kept = Recent(2)
+    kept.put("a", 1)
+    kept.put("b", 2)
+    assert kept.get("a") == 1  # a is now the most recent
+    kept.put("c", 3)
+    assert "b" not in kept and kept.get("a") == 1 and kept.get("c") == 3 and len(kept) == 2
+
+
+@pytest.mark.xdist_group("c_target")
+def test_a_temporary_c_project_goes_with_its_module(monkeypatch) -> None:
+    monkeypatch.setattr("smelt.backends.mcu.module._CACHE", Recent(1))
+    module = smelt.compile(_graph(3), "c", board="host")
+    project = module.project
+    assert (project / "Makefile").is_file()
+    smelt.compile(_graph(4), "c", board="host")  # pushes the first module out of the cache
+    del module
+    gc.collect()
+    assert not project.exists()

@@ -26,6 +26,7 @@ from smelt.backends.cuda.module import CudaModule, swap_cuda_record
 from smelt.backends.cuda.pipeline import UnscheduledKernelError, schedule_cuda
 from smelt.backends.cuda.toolchain import NoCUDADeviceError, has_cuda_device
 from smelt.backends.lowering import to_relax
+from smelt.backends.recent import Recent
 from smelt.backends.relax_pipeline import fuse_kernels
 from smelt.backends.targets import TargetError
 from smelt.ir.errors import FileFormatError
@@ -97,10 +98,10 @@ def test_load_compiled_cuda_library_without_device(tmp_path: Path) -> None:
 def test_disk_cache_keeps_cuda_libraries(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     g = _graph("tiny_acts")
-    monkeypatch.setattr(build_cache, "MEMORY", {})  # an earlier test's build is not stored
+    monkeypatch.setattr(build_cache, "MEMORY", Recent())  # an earlier test's build is not stored
     built = smelt.compile(g, "cuda", cache_dir=tmp_path)
     assert built.cache == "built"
-    monkeypatch.setattr(build_cache, "MEMORY", {})  # as a new process would start
+    monkeypatch.setattr(build_cache, "MEMORY", Recent())  # as a new process would start
     again = smelt.compile(g, "cuda", cache_dir=tmp_path)
     assert again.cache == "disk" and again.cuda_kernels == built.cuda_kernels
 

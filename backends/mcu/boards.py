@@ -1,5 +1,7 @@
 """The boards the C target builds for: three Cortex-M cores that qemu-system-arm emulates
-(MPS2 FPGA images) and the host (gcc, run natively; the sanitizers' home).
+(MPS2 FPGA images) and the host (gcc, run natively): `host` built as a microcontroller's
+code is (-O2), `host-asan` under AddressSanitizer and UBSan, the debug build that finds what
+a microcontroller would not report (out-of-bounds arena access, signed overflow).
 
 Every MPS2 image maps 4 MiB of ZBT SSRAM at 0x0 (the program, read-only after load: "flash")
 and 4 MiB at 0x20000000 (data, stack: "SRAM"); qemu boots from the vector table at 0x0.
@@ -27,11 +29,17 @@ class Board:
         return self.machine is None
 
     @property
+    def sanitized(self) -> bool:
+        return "-fsanitize=address,undefined" in self.cflags
+
+    @property
     def compiler(self) -> str:
         return "gcc" if self.is_host else "arm-none-eabi-gcc"
 
 
 MIB = 1 << 20
+SANITIZE = ("-O0", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all")
 _THUMB = ("-mthumb",)
 
 BOARDS: dict[str, Board] = {b.name: b for b in (
@@ -43,6 +51,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("mps2-an500", "cortex-m7", "mps2-an500",
           ("-mcpu=cortex-m7", *_THUMB, "-mfloat-abi=hard", "-mfpu=fpv5-d16"), 4 * MIB, 4 * MIB),
     Board("host", "host", None, (), 0, 0),
+    Board("host-asan", "host", None, SANITIZE, 0, 0),
 )}
 
 

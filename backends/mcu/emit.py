@@ -25,7 +25,7 @@ import tvm
 import tvm_ffi
 
 from .aot import CallSequence, Step, View
-from .boards import Board
+from .boards import SANITIZE, Board
 from .build import CBuildError
 from .c_sources import (
     CHECKS_C,
@@ -50,7 +50,6 @@ C_TYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "
            "int64": "int64_t", "uint64": "uint64_t", "bool": "uint8_t"}
 DL_CODES = {"int": "kDLInt", "uint": "kDLUInt", "float": "kDLFloat", "bool": "kDLBool"}
 CFLAGS = "-std=c11 -Wall -Werror -ffp-contract=off -O2"
-SANITIZE = "-O0 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
 
 
 def c_type(dtype: str) -> str:
@@ -286,10 +285,10 @@ def _makefile(board: Board) -> str:
     srcs = "model.c kernels.c weights.c runtime.c main.c"
     if board.is_host:
         return (f"# smelt C project for the host (gcc)\nCC = gcc\n"
-                f"CFLAGS = {CFLAGS} -Iinclude\nSRCS = {srcs}\n\n"
+                f"CFLAGS = {' '.join([CFLAGS, *board.cflags])} -Iinclude\nSRCS = {srcs}\n\n"
                 "app: $(SRCS) model.h weights.h\n\t$(CC) $(CFLAGS) $(SRCS) -lm -o $@\n\n"
                 f"asan: app-asan\n\napp-asan: $(SRCS) model.h weights.h\n"
-                f"\t$(CC) $(CFLAGS) {SANITIZE} $(SRCS) -lm -o $@\n\n"
+                f"\t$(CC) $(CFLAGS) {' '.join(SANITIZE)} $(SRCS) -lm -o $@\n\n"
                 ".PHONY: asan\n")
     objs = " ".join(s.replace(".c", ".o") for s in f"{srcs} startup.c".split())
     return (f"# smelt C project for {board.name} ({board.core}), run under qemu-system-arm\n"

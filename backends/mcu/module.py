@@ -2,20 +2,23 @@
 built, measured, and callable like any compiled module.
 
     module = smelt.compile(graph, "c", board="mps2-an386", out_dir="build/m4")
-    module.project            # the generated project (a fresh temporary directory by default)
+    module.project            # the generated project: out_dir, or a temporary directory that
+                              # is removed when the module is (give out_dir to keep it)
     module.report             # sizes, arena, workspace, stack, instructions of the last run
     print(module.describe())
     (y,) = module(x)          # run: natively (host) or under qemu (mps2-*), outputs as numpy
 
 The project is generated and built at compile time (so the report has its sizes); a call
 writes the inputs to files, runs the program and reads the outputs back. On the host
-`module.run(x, sanitize=True)` builds and runs the AddressSanitizer + UBSan variant.
+`module.run(x, sanitize=True)` builds and runs the AddressSanitizer + UBSan variant;
+`board="host-asan"` builds only that one.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from smelt.ir.inputs import input_array
 from smelt.ir.types import TensorType
 
 from ..build_cache import graph_key
+from ..recent import Recent
 from ..targets import TargetError, check_options
 from .aot import CallSequence, call_sequence
 from .boards import Board, get_board
@@ -38,7 +42,7 @@ from .run import run
 
 OPTIONS = ("board", "out_dir")
 STACK_KIND = "estimate: gcc -fstack-usage, deepest kernel + its call chain"
-_CACHE: dict[tuple, CModule] = {}
+_CACHE: Recent[tuple, CModule] = Recent(16)  # the most recently used, for this process
 
 
 class CModule:
@@ -72,10 +76,10 @@ class CModule:
     def run(self, *inputs: Any, sanitize: bool = False) -> tuple[np.ndarray, ...]:
         arrays = self._check_inputs(inputs)
         program = self.program
-        if sanitize:
+        if sanitize and not self.board.sanitized:
             if not self.board.is_host:
                 raise InterpretError("sanitize=True runs the host build: compile with "
-                                     "board='host'")
+                                     "board='host' (or 'host-asan', built sanitized)")
             program = build(self.project, self.board, "app-asan")
         result = run(program, self.board, arrays, self._seq.outputs)
         if result.instructions is not None:
@@ -125,9 +129,10 @@ def compile_c(graph: Graph, board: str | None = None, out_dir: str | Path | None
     check_dtypes(graph)
     spec = get_board(board)
     key = (graph_key(graph), spec.name, str(out_dir))
-    if key in _CACHE and _CACHE[key].project.is_dir():
-        _CACHE[key].cache = "memory"
-        return _CACHE[key]
+    kept = _CACHE.get(key)
+    if kept is not None and kept.project.is_dir():
+        kept.cache = "memory"
+        return kept
     kernels = lower_graph(graph, checks=spec.is_host)
     seq = call_sequence(kernels.main, set(kernels.elementwise))
     plan = plan_memory(seq.buffers())
@@ -135,7 +140,9 @@ def compile_c(graph: Graph, board: str | None = None, out_dir: str | Path | None
     program = build(project, spec)
     module = CModule(project, spec, seq, plan, kernels.workspace_bytes, len(kernels.names),
                      program, sizes(program, spec), [x.attrs["name"] for x in graph.inputs])
-    _CACHE[key] = module
+    if out_dir is None:  # the temporary project lives as long as its module
+        weakref.finalize(module, shutil.rmtree, project, ignore_errors=True)
+    _CACHE.put(key, module)
     return module
 
 
