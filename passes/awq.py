@@ -19,8 +19,14 @@ constant multiply that produced x); a group whose best a is 0 is left as it is.
 Only groups whose scale a rule can absorb are searched, unless `explicit=True` (then the
 others keep an explicit multiply). The report lists every linear layer: the chosen exponent,
 the relative output error on the calibration rows with RTN and with the chosen scale, where
-the scale went, or why it was not smoothed. Contract: bounded (quantize's bound on the
-smoothed graph).
+the scale went, or why it was not smoothed.
+
+Contract: the migration is exact in real arithmetic and packing is exact, so the a-priori
+bound of the w4a16 step on the smoothed graph (passes/quant_bound.py: the weight changes
+times the activation magnitudes seen on calibration, propagated) bounds the whole pass; it
+is the contract when it is finite and no larger than the largest output magnitude seen on
+calibration, else the error measured on the calibration batches, labelled `measured` (a
+layer norm or RMSNorm has no rule, so a transformer block gets this). The report says which.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from smelt.rewrite.pass_api import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass
 
 from .calibration import calibrate
+from .error_bound import Bound, lossy_contract
 from .observers import Observer
 from .pack_int4 import packed
 from .quantize import QuantizationSetupError, Quantize, describe, group_quantize, group_size
@@ -141,6 +148,7 @@ class AWQ(Pass):
         if explicit:
             self.options["explicit"] = True
         self.contract = bounded(float("inf"))
+        self.last_bound: Bound | None = None  # the last run's a-priori bound
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         if not ctx.calibration:
@@ -165,10 +173,11 @@ class AWQ(Pass):
         smoothed, where = apply_migration(graph, grouped, scales)
         notes = [self._searched(graph, n, found, w) for n, w in where] + notes
         notes += self._group_notes(graph)
-        q = Quantize("w4a16", group=self.group)(smoothed.graph, ctx=ctx)
-        out, packing = packed(q.graph)
-        self.contract = q.report.contract
-        return PassResult(out, True, {"notes": notes + list(q.report.notes) + [packing],
+        q, bound, q_notes = Quantize("w4a16", group=self.group).apply(smoothed.graph, ctx)
+        out, packing = packed(q)
+        self.contract, note = lossy_contract(bound, graph, out, ctx.calibration)
+        self.last_bound = bound
+        return PassResult(out, True, {"notes": notes + q_notes + [packing, note],
                                       "contract": self.contract,
                                       "rewrites": smoothed.rewrites,
                                       "fired": smoothed.stats.fired()})

@@ -49,9 +49,15 @@ skips such pairs and says so; `relu6="to-relu"` first replaces the pair's ReLU6 
 Nagel et al. do for MobileNetV2), a lossy step that the report marks as one.
 
 Contract: exact with the defaults (relu6="keep", absorb="off"): positive rescaling only, the
-weights computed in float64 and rounded once to their dtype. With a lossy option the pass's
-contract is bounded(inf), no bound promised: its notes name every lossy step and, given
-calibration batches, the largest output change measured on them.
+weights computed in float64 and rounded once to their dtype, and exact for a run whose lossy
+option found nothing to do. Its notes name every lossy step. relu6 -> relu changes a value
+h by relu(h) - relu6(h) = max(0, h - 6) <= max(0, M_h - 6), M_h the largest |h| seen on
+calibration: the a-priori bound propagates that through the graph (passes/error_bound.py,
+as a rounding of the relu6 tensor; the rescaling around it is exact). High-bias absorption
+holds exactly on the calibration batches only, so with it the contract is the error
+measured on those batches, labelled `measured`, as it is when the a-priori bound is larger
+than the largest output magnitude seen. Without calibration batches a lossy run states
+bounded(inf), and the report says to give them.
 
 Source: Nagel, van Baalen, Blankevoort, Welling, "Data-Free Quantization Through Weight
 Equalization and Bias Correction", ICCV 2019, sections 4.1-4.2.
@@ -74,6 +80,7 @@ from smelt.rewrite.errors import PipelineParseError
 from smelt.rewrite.pass_api import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass
 
+from .error_bound import INF, Bound, calibrated_magnitudes, lossy_contract, propagate
 from .weights import (
     FLOATS,
     bias64,
@@ -362,10 +369,15 @@ class Equalize(Pass):
         given = {"relu6": relu6, "absorb": absorb, "iterations": iterations, "tol": tol}
         defaults = {"relu6": "keep", "absorb": "off", "iterations": 100, "tol": 1e-4}
         self.options = {k: v for k, v in given.items() if v != defaults[k]}
+        self.last_contract: Contract | None = None
         self.__doc__ = __doc__
 
     @property
     def contract(self) -> Contract:  # type: ignore[override]
+        """The last run's contract (module docstring); before a run, exact with the
+        defaults and bounded(inf) with a lossy option."""
+        if self.last_contract is not None:
+            return self.last_contract
         return exact if self.relu6 == "keep" and self.absorb == "off" else LOSSY
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
@@ -391,12 +403,16 @@ class Equalize(Pass):
             else:
                 notes.append("high-bias absorption skipped: it needs calibration batches "
                              "(pipeline(graph, calibration=...))")
+        contract = exact
         if swapped or "absorb_high_bias" in fired:
-            notes.append(_measured(graph, out, ctx))
-        elif self.contract is LOSSY:
+            bound = lossy_bound(graph, swapped, "absorb_high_bias" in fired, ctx.calibration)
+            contract, note = lossy_contract(bound, graph, out, ctx.calibration)
+            notes.append(note)
+        elif self.relu6 != "keep" or self.absorb != "off":
             notes.append("a lossy option was given, but no lossy step was needed")
+        self.last_contract = contract
         return PassResult(out, bool(fired), {"rewrites": sum(fired.values()), "fired": fired,
-                                             "notes": notes})
+                                             "notes": notes, "contract": contract})
 
 
 def _summary(pairs: Sequence[Pair], sweeps: int, moved: float, tol: float) -> str:
@@ -407,16 +423,20 @@ def _summary(pairs: Sequence[Pair], sweeps: int, moved: float, tol: float) -> st
     return f"equalized {len(pairs)} pair{plural} in {sweeps} sweeps, {state}"
 
 
-def _measured(before: Graph, after: Graph, ctx: PassContext) -> str:
-    if not ctx.calibration:
-        return "lossy steps: no calibration batches given, so their error was not measured"
-    worst = 0.0
-    for batch in ctx.calibration:
-        for a, b in zip(interpret(before, *batch), interpret(after, *batch), strict=True):
-            if np.issubdtype(a.dtype, np.floating) and a.size:
-                worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b))))
-    return (f"lossy steps: outputs moved by at most {worst:.3g} on the "
-            f"{len(ctx.calibration)} calibration batches")
+def lossy_bound(graph: Graph, swapped: Sequence[Pair], absorbed: bool,
+                calibration: Sequence[tuple] | None) -> Bound:
+    """The a-priori bound of the lossy steps (module docstring): relu6 -> relu as a rounding
+    of each replaced relu6 by max(0, M_h - 6); none with high-bias absorption."""
+    if absorbed:
+        return Bound(INF, (), "high-bias absorption is exact on the calibration batches and "
+                     "has no bound for other inputs here")
+    relu6 = [n for p in swapped for n in p.chain if n.op == "relu6"]
+    if not calibration:
+        return Bound(INF, (), "relu6 -> relu needs the largest pre-activation seen on "
+                     "calibration")
+    mags = calibrated_magnitudes(graph, calibration, [n.inputs[0] for n in relu6])
+    rounding = {n: max(0.0, mags[n.inputs[0]] - 6.0) for n in relu6}
+    return propagate(graph, {}, mags.get, rounding)
 
 
 def equalize_weights(*, relu6: str = "keep", absorb: str = "off", iterations: int = 100,

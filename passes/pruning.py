@@ -19,29 +19,51 @@ Contract. `apply_pruning` is exact when the removed channels are zero: every kep
 computed from kept positions only, except for the sums of contractions, which lose only the
 removed (zero) terms (pruning_groups.py gives the argument; the tests check it on random
 graphs with residual adds, concatenation and depthwise convs whose removed channels are
-zeroed). The pass removes channels that are not zero, so its contract is bounded(inf): no
-bound is promised, and the report gives the error measured on the calibration batches (or
-on two seeded sample batches), with, per group, the channels before and after and the MACs
-and parameters removed. `ratio=0` removes nothing and is exact.
+zeroed). The pass removes channels that are not zero. Seen from the kept positions, that
+is a weight change: every contraction with a constant weight (conv2d, linear, matmul) has
+its entries at removed positions zeroed (`zeroed_weights`), since a removed input channel
+only ever reached a kept output through those entries. That holds when a removed channel
+reaches a kept value only through such a contraction's reduction, or position by position
+(elementwise ops, batch norm, pooling, data movement). Where it reaches anything that mixes
+it with kept ones (a layer norm or softmax over channels, a reduction over them, a product of
+two activations summed over them) the pass says so and gives no a-priori bound.
+
+Contract: with calibration batches, the weight changes' a-priori bound (passes/error_bound.py:
+the zeroed entries times the activation magnitudes seen on calibration, propagated through
+the graph), when it is finite and no larger than the largest output magnitude seen; else the
+error measured on the calibration batches, labelled `measured`. Without calibration batches:
+bounded(inf), and the report says to give them. The report also gives the error measured on
+the calibration batches (or on two seeded sample batches), with, per group, the channels
+before and after and the MACs and parameters removed. `ratio=0` removes nothing and is exact.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from smelt.ir.graph import Graph
-from smelt.ir.interpreter import interpret
 from smelt.ir.node import Node
+from smelt.ir.op_table import get_op
 from smelt.ir.types import TensorType
 from smelt.rewrite.contract import Contract, bounded, exact
 from smelt.rewrite.errors import PipelineParseError
 from smelt.rewrite.pass_api import Pass, PassContext, PassResult
 from smelt.rewrite.registry import register_pass
 
+from .error_bound import (
+    INF,
+    Bound,
+    Measured,
+    WeightChange,
+    lossy_contract,
+    measure,
+    weight_bound,
+    weight_index,
+)
 from .pruning_groups import ChannelAnalysis, analyse
 from .pruning_importance import (
     Group,
@@ -180,6 +202,70 @@ def _check(old: Node, new: Node, kept: _Kept) -> None:
                              "passes/pruning_groups.py's rule for it")
 
 
+# -- the a-priori bound: pruning as zeroed weights ---------------------------------------------
+POOLS = ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d")
+POSITIONWISE = ("reshape", "flatten", "transpose", "squeeze", "unsqueeze", "expand", "concat",
+                "split", "slice", "pad", "project", "batch_norm")
+
+
+def zeroed_weights(analysis: ChannelAnalysis, removed: Iterable[int]
+                   ) -> tuple[dict[Node, WeightChange], str | None]:
+    """Pruning `removed` as weight changes (module docstring): per contraction with a
+    constant weight, the change that zeroes the weight's entries at removed positions; or,
+    when a removed channel reaches a kept value another way, no changes and the reason."""
+    kept = _Kept(analysis, frozenset(removed))
+    changes: dict[Node, WeightChange] = {}
+    for n in analysis.graph.nodes():
+        if n.op in ("input", "constant"):
+            continue
+        why = _mixes_removed(analysis.graph, n, kept)
+        if why:
+            return {}, why
+        widx = weight_index(n)
+        if widx is not None and any(k is not None for k in kept(n.inputs[widx])):
+            w = n.inputs[widx]
+            mask = np.ones(w.shape, bool)
+            for axis in range(len(w.shape)):
+                mask &= kept.mask(w, axis).reshape([-1 if i == axis else 1
+                                                    for i in range(len(w.shape))])
+            changes[n] = WeightChange(np.where(mask, 0.0, -np.asarray(w.value, np.float64)))
+    return changes, None
+
+
+def _mixes_removed(graph: Graph, n: Node, kept: _Kept) -> str | None:
+    """Why removed positions of an input of `n` reach a kept value of `n` other than through
+    a constant weight's entries or position by position (None when they do not)."""
+    cut = {i: {a for a, k in enumerate(kept(x)) if k is not None}
+           for i, x in enumerate(n.inputs) if isinstance(x.type, TensorType)}
+    cut = {i: axes for i, axes in cut.items() if axes}
+    if not cut or weight_index(n) is not None:
+        return None
+    op, rank = n.op, len(n.inputs[0].shape) if isinstance(n.inputs[0].type, TensorType) else 0
+    if op == "matmul":
+        mixed = (rank - 1 in cut.get(0, ())) or (len(n.inputs[1].shape) - 2 in cut.get(1, ()))
+    elif get_op(op).category == "elementwise" or op in POSITIONWISE:
+        mixed = False
+    elif op in POOLS:
+        mixed = bool(cut[0] - {0, 1})
+    elif op.startswith("reduce_"):
+        mixed = bool(cut[0] & set(n.attrs["axes"] or range(rank)))
+    elif op in ("softmax", "log_softmax", "take"):
+        mixed = n.attrs["axis"] % rank in cut[0]
+    elif op == "layer_norm":
+        mixed = bool(cut[0] & set(range(n.attrs["axis"] % rank, rank)))
+    else:
+        return f"removed channels reach {_named(graph, n)}, which the bound has no rule for"
+    if not mixed:
+        return None
+    return (f"removed channels reach {_named(graph, n)}, which mixes them with kept ones "
+            "(pruning is not a weight change there)")
+
+
+def _named(graph: Graph, n: Node) -> str:
+    name = graph.names.get(n)
+    return n.op + (f" {name}" if name else "")
+
+
 # -- the report -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GroupReport:
@@ -217,6 +303,9 @@ class Pruned:
     relative_error: float
     batches: int
     on: str  # "calibration" or "seeded sample": the batches the error was measured on
+    contract: Contract = field(default_factory=lambda: LOSSY)  # see the module docstring
+    contract_note: str = ""  # which kind of bound the contract is, and why
+    bound: Bound = field(default_factory=lambda: Bound(0.0, ()))  # the a-priori bound
 
     @property
     def changed(self) -> bool:
@@ -237,30 +326,19 @@ def group_report(analysis: ChannelAnalysis, group: Group, removed: frozenset[int
                        group.prunable, tuple(group.reasons()))
 
 
-def measure(before: Graph, after: Graph, batches: Sequence[tuple[np.ndarray, ...]]
-            ) -> tuple[float, float]:
-    worst = scale = 0.0
-    for batch in batches:
-        for a, b in zip(interpret(before, *batch), interpret(after, *batch), strict=True):
-            if np.issubdtype(a.dtype, np.floating) and a.size:
-                worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b))))
-                scale = max(scale, float(np.max(np.abs(a))))
-    return worst, (worst / scale if scale else 0.0)
-
-
 def measured(before: Graph, after: Graph, calibration, changed: bool
-             ) -> tuple[float, float, int, str]:
-    """(max error, relative error, batches, what they were) of `after` against `before`, on
-    the calibration batches, else on a seeded sample of two; zero error where nothing
-    `changed`."""
+             ) -> tuple[Measured, int, str]:
+    """The error of `after` against `before` (error_bound.measure, in float64), the number of
+    batches and what they were: the calibration batches, else a seeded sample of two; zero
+    error where nothing `changed`."""
     if calibration:
         batches, on = list(calibration), "calibration"
     else:
         from smelt.rewrite.equivalence import sample_inputs
 
         batches, on = sample_inputs(before, 2, seed=0), "seeded sample"
-    err, rel = measure(before, after, batches) if changed else (0.0, 0.0)
-    return err, rel, len(batches), on
+    got = measure(before, after, batches) if changed else Measured(0.0, 0.0)
+    return got, len(batches), on
 
 
 def prune(graph: Graph, *, ratio: float | Mapping[str, float] = 0.5, importance: str = "l2",
@@ -276,8 +354,15 @@ def prune(graph: Graph, *, ratio: float | Mapping[str, float] = 0.5, importance:
     out = apply_pruning(analysis, removed)
     base = (graph.cost().macs, graph.summary().params)
     reports = tuple(group_report(analysis, g, removed, base) for g in groups)
-    err, rel, n, on = measured(graph, out, calibration, bool(removed))
-    return Pruned(out, reports, removed, err, rel, n, on)
+    got, n, on = measured(graph, out, calibration, bool(removed))
+    rel = got.error / got.magnitude if got.magnitude else 0.0
+    contract, note, bound = exact, "contract: exact, nothing removed", Bound(0.0, ())
+    if removed:
+        changes, why = zeroed_weights(analysis, removed)
+        bound = Bound(INF, (), why) if why else weight_bound(graph, changes, calibration)
+        contract, note = lossy_contract(bound, graph, out, calibration,
+                                        got if on == "calibration" else None)
+    return Pruned(out, reports, removed, got.error, rel, n, on, contract, note, bound)
 
 
 def _any(ratio: float | Mapping[str, float]) -> bool:
@@ -304,6 +389,10 @@ class PruneChannels(Pass):
 
     @property
     def contract(self) -> Contract:  # type: ignore[override]
+        """The last run's contract (module docstring); before a run, bounded(inf) (exact for
+        ratio=0)."""
+        if self.last is not None:
+            return self.last.contract
         return LOSSY if _any(self.ratio) else exact
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
@@ -312,10 +401,10 @@ class PruneChannels(Pass):
         self.last = res
         pruned = [g for g in res.groups if g.channels[1] < g.channels[0]]
         notes = [_summary(graph, res, len(pruned))]
-        notes += [str(g) for g in res.groups]
+        notes += [str(g) for g in res.groups] + [res.contract_note]
         fired = {"prune_group": len(pruned)} if pruned else {}
         return PassResult(res.graph, res.changed, {"rewrites": len(pruned), "fired": fired,
-                                                   "notes": notes})
+                                                   "notes": notes, "contract": res.contract})
 
 
 def _summary(graph: Graph, res: Pruned, pruned: int) -> str:
@@ -331,11 +420,11 @@ def _summary(graph: Graph, res: Pruned, pruned: int) -> str:
 
 def prune_channels(*, ratio: float | Mapping[str, float] = 0.5, importance: str = "l2",
                    round_to: int = 1, scope: str = "local") -> PruneChannels:
-    """Structured channel pruning by dependency groups (lossy; error measured)."""
+    """Structured channel pruning by dependency groups (lossy; a-priori or measured bound)."""
     return PruneChannels(ratio=ratio, importance=importance, round_to=round_to, scope=scope)
 
 
 register_pass("prune-channels", prune_channels)
 
-__all__ = ["ATTRS", "GroupReport", "PruneChannels", "Pruned", "apply_pruning", "measure",
-           "prune", "prune_channels"]
+__all__ = ["ATTRS", "GroupReport", "PruneChannels", "Pruned", "apply_pruning", "measured",
+           "prune", "prune_channels", "zeroed_weights"]

@@ -18,9 +18,12 @@ Activation ranges come from observers (passes/observers.py: `observer='minmax'`,
 rounded up to short mantissas and weight scales matched to the output scale of their layer
 (passes/qscales.py), so `fold-qdq` is bit-exact.
 
-Contract: bounded, with the bound computed from the scales and calibrated ranges
+Contract: bounded, a-priori, with the bound computed from the scales and calibrated ranges
 (passes/quant_bound.py): the largest output change on inputs whose activations stay within
-the calibration data's extremes. The report gives it, per scheme.
+the calibration data's extremes. Where that bound is infinite (an op with no rule, such as
+layer norm) or larger than the largest output magnitude seen on calibration (it says
+nothing), the contract is the error measured on the calibration batches instead, labelled
+`measured` (passes/error_bound.py, `lossy_contract`). The report says which, and why.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from smelt.rewrite.registry import register_pass
 
 from . import qscales
 from .calibration import calibrate
+from .error_bound import Bound, WeightChange, lossy_contract
 from .observers import OBSERVERS, make_observer
-from .quant_bound import LayerError, error_bound
+from .quant_bound import error_bound, weight_change
 from .quant_forms import QUANT_FORMS
 from .quant_plan import QUANTIZABLE, output_source, plan, source, weight_operand
 
@@ -102,15 +106,15 @@ def qdq(x: Node, scale: float, zp: int) -> Node:
 
 # -- weights -----------------------------------------------------------------------------------
 def quantized_layer(layer: Node, ins: list[Node], scheme: str, s_x: float | None,
-                    s_y: float | None, group: int) -> tuple[Node, LayerError]:
-    """The layer over dequantized int weights (and bias), and its weight/bias errors."""
+                    s_y: float | None, group: int) -> tuple[Node, WeightChange]:
+    """The layer over dequantized int weights (and bias), and the change it makes."""
     widx = weight_operand(layer)
     w = np.asarray(layer.inputs[widx].value, np.float64)
     qmax = W4_QMAX if scheme == "w4a16" else 127
     if scheme == "w4a16" and layer.op == "linear":
         q, s = group_quantize(w, group)
         new_w = Node.make("reshape", (dq(q, s, 0),), shape=w.shape)
-        err = LayerError.of(layer, widx, w, (q * s[:, None]).reshape(w.shape), None)
+        err = weight_change(w, (q * s[:, None]).reshape(w.shape))
         return _rebuilt(layer, ins, widx, new_w, None), err
     per_channel = scheme in ("w8a8", "w8", "w4a16") and layer.op in ("conv2d", "linear")
     ideal = (np.abs(w).reshape(w.shape[0], -1).max(axis=1) if per_channel
@@ -127,7 +131,7 @@ def quantized_layer(layer: Node, ins: list[Node], scheme: str, s_x: float | None
         if np.all(np.abs(bq) < 2**31):
             new_b = dq(bq.astype(np.int32), np.broadcast_to(bias_scale, b.shape), 0)
             db = bq * bias_scale - b
-    err = LayerError.of(layer, widx, w, q * s_b, db)
+    err = weight_change(w, q * s_b, db)
     return _rebuilt(layer, ins, widx, dq(q, s, 0), new_b), err
 
 
@@ -181,8 +185,18 @@ class Quantize(Pass):
             self.options["ops"] = ",".join(self.ops)
         self.options.update(observer_options)
         self.contract = bounded(float("inf"))
+        self.last_bound: Bound | None = None  # the last run's a-priori bound
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        out, bound, notes = self.apply(graph, ctx)
+        contract, note = lossy_contract(bound, graph, out, ctx.calibration)
+        self.contract, self.last_bound = contract, bound
+        return PassResult(out, True, {"notes": notes + [note], "contract": contract})
+
+    def apply(self, graph: Graph, ctx: PassContext) -> tuple[Graph, Bound, list[str]]:
+        """The quantized graph, its a-priori bound (passes/quant_bound.py) and the notes;
+        `run` turns the bound into the contract (smoothquant and awq, on their smoothed
+        graph, too)."""
         acts = self.scheme.endswith("a8") or self.scheme == "w8a8-tensor"
         forms = 0
         if acts and "conv2d" in self.ops:  # batch norms and average pools on integers too
@@ -235,13 +249,12 @@ class Quantize(Pass):
         params = {n: activation_params(*span[n]) for n in p.sources}
         self._match_products(graph, p, params, span)
         out, errors = self._build(graph, p, params)
-        bound, why = error_bound(graph, params, ranges, errors)
-        self.contract = bounded(bound)
+        bound = error_bound(graph, params, ranges, errors)
         notes = list(p.notes)
         notes.append(f"{len(p.sources)} activation tensors and {len(p.layers)} weights "
-                     f"quantized ({self.scheme}); bound {bound:.3g}" + (f" ({why})" if why
-                                                                         else ""))
-        return PassResult(out, True, {"notes": notes, "contract": self.contract})
+                     f"quantized ({self.scheme}); a-priori bound {bound.value:.3g}"
+                     + (f" ({bound.why})" if bound.why else ""))
+        return out, bound, notes
 
     @staticmethod
     def _match_products(graph: Graph, p, params: dict, span: dict) -> None:
@@ -257,12 +270,12 @@ class Quantize(Pass):
             if a is not None and b is not None and o is not None and o not in grouped:
                 params[o] = activation_params(*span[o], product_of=(a[0], b[0]))
 
-    def _build(self, graph: Graph, p, params) -> tuple[Graph, dict[Node, LayerError]]:
+    def _build(self, graph: Graph, p, params) -> tuple[Graph, dict[Node, WeightChange]]:
         users = graph.users()
         srcs = set(p.sources)
         layers = set(p.layers)
         new: dict[Node, Node] = {}
-        errors: dict[Node, LayerError] = {}
+        errors: dict[Node, WeightChange] = {}
         sources = dict(graph.sources)
         for n in graph.nodes():
             if n.op in ("input", "constant"):

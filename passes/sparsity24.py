@@ -13,11 +13,18 @@ Eligible layers: `linear` with a constant float32/float64 weight, K a multiple o
 `min_size` weight elements, and (when `scope` is given) a name containing `scope`. Every
 other linear is kept dense, and the report says why.
 
-Contract: bounded(inf), as for pruning: no bound is promised (accuracy depends on the model
-and on fine-tuning); the report gives the output error measured on the calibration batches
-(or on two seeded sample batches), and per linear its shape, whether it was packed or why
-not, the magnitude fraction the mask removed, and its weight bytes before and after
-(values + meta against the dense weight). `pack=False` stops after the mask (a dense graph
+Contract. The mask is a known weight change, dW = mask(W) - W per sparsified linear; with
+calibration batches, its a-priori bound (passes/error_bound.py: |dW| times the input
+magnitude seen on calibration, per output element, propagated through the rest of the
+graph) is the contract when it is finite and no larger than the largest output magnitude
+seen; else the contract is the error measured on the calibration batches, labelled
+`measured` (a layer norm after the linears has no rule, so a transformer block gets this).
+Without calibration batches: bounded(inf), and the report says to give them. (Accuracy
+depends on the model and on fine-tuning; the bound is about outputs, not accuracy.) The
+report says which kind of bound the contract is, gives the output error measured on the
+calibration batches (or on two seeded sample batches), and per linear its shape, whether it
+was packed or why not, the magnitude fraction the mask removed, and its weight bytes before
+and after (values + meta against the dense weight). `pack=False` stops after the mask (a dense graph
 with 2:4-sparse weights, e.g. to fine-tune with the mask fixed, then run `pack-24`).
 Source: Mishra et al. 2021, "Accelerating Sparse Deep Neural Networks" (magnitude 2:4
 pruning, then masked fine-tuning).
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,13 +43,14 @@ from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 from smelt.ir.ops.sparse import GROUP, KEPT, meta_bytes
 from smelt.ir.types import TensorType
-from smelt.rewrite.contract import Contract, bounded
+from smelt.rewrite.contract import Contract, bounded, exact
 from smelt.rewrite.driver import rewrite
 from smelt.rewrite.errors import PipelineParseError
 from smelt.rewrite.pass_api import Pass, PassContext, PassResult, RewritePass
 from smelt.rewrite.registry import register_pass, register_rules
 
 from . import sparsity24_pack
+from .error_bound import Bound, WeightChange, lossy_contract, weight_bound
 from .pruning import measured
 from .sparsity24_pack import PACK_24, why_not_a_24_layout
 from .weights import derive, name_derived
@@ -153,6 +161,16 @@ def substitute(graph: Graph, mapping: Mapping[Node, Node]) -> Graph:
                  {new[n]: v for n, v in graph.sources.items() if n in new})
 
 
+def mask_changes(layers: Sequence[tuple[Node, str | None, float]]) -> dict[Node, WeightChange]:
+    """The weight change dW = mask_24(W) - W of each masked linear (`masked`'s layers)."""
+    out = {}
+    for layer, why, _ in layers:
+        if why is None:
+            w = np.asarray(layer.inputs[1].value, np.float64)
+            out[layer] = WeightChange(mask_24(w) - w)
+    return out
+
+
 @dataclass(frozen=True)
 class Sparsified:
     """What `sparsify_24` returns: the graph, a report per linear, and the measured output
@@ -164,6 +182,9 @@ class Sparsified:
     relative_error: float
     batches: int
     on: str
+    contract: Contract = field(default_factory=lambda: LOSSY)  # see the module docstring
+    contract_note: str = ""  # which kind of bound the contract is, and why
+    bound: Bound = field(default_factory=lambda: Bound(0.0, ()))  # the a-priori bound
 
     @property
     def changed(self) -> bool:
@@ -194,8 +215,14 @@ def sparsify_24(graph: Graph, *, min_size: int = 0, scope: str = "", pack: bool 
         else:
             reports.append(LayerReport(name, w.shape, True, "", removed,
                                        (dense, packed_bytes(w))))
-    err, rel, n, on = measured(graph, out, calibration, out is not graph)
-    return Sparsified(out, tuple(reports), err, rel, n, on)
+    got, n, on = measured(graph, out, calibration, out is not graph)
+    rel = got.error / got.magnitude if got.magnitude else 0.0
+    contract, note = exact, "contract: exact, no linear was sparsified"
+    bound = weight_bound(graph, mask_changes(layers), calibration)
+    if out is not graph:
+        contract, note = lossy_contract(bound, graph, out, calibration,
+                                        got if on == "calibration" else None)
+    return Sparsified(out, tuple(reports), got.error, rel, n, on, contract, note, bound)
 
 
 class Sparsify24(Pass):
@@ -230,14 +257,16 @@ class Sparsify24(Pass):
         notes = [f"packed {len(done)} of {len(res.layers)} linears 2:4: their weight bytes "
                  f"{before:,} -> {after:,}; measured output error {res.error:.3g} (relative "
                  f"{res.relative_error:.3g}) on {res.batches} {res.on} batches"]
-        notes += [str(r) for r in res.layers]
+        notes += [str(r) for r in res.layers] + [res.contract_note]
+        self.contract = res.contract
         return PassResult(res.graph, res.changed, {"rewrites": len(done),
                                                    "fired": {"pack_24_linear": len(done)}
-                                                   if done else {}, "notes": notes})
+                                                   if done else {}, "notes": notes,
+                                                   "contract": res.contract})
 
 
 def sparsify24(*, min_size: int = 0, scope: str = "", pack: bool = True) -> Sparsify24:
-    """2:4 sparsity for linears: magnitude mask, then exact packing (lossy; error measured)."""
+    """2:4 sparsity for linears: magnitude mask, exact packing (lossy; a-priori or measured)."""
     return Sparsify24(min_size=min_size, scope=scope, pack=pack)
 
 

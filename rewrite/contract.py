@@ -14,7 +14,17 @@
 - `bounded(atol, rtol=0)`: lossy by design; every output element may move by at most
   `atol + rtol * |expected|` (on top of the exact tolerance).
 
-Contracts compose: `exact + exact` is exact, bounds add.
+A bounded contract has a `basis`, what the bound rests on:
+- "a-priori" (the default): derived from what the pass knows (scales, masks, weight
+  changes, calibrated ranges) and promised for every input in the domain the pass states
+  (for the lossy passes of smelt.passes: inputs whose activations stay within the ranges
+  seen on calibration, which the calibration batches themselves satisfy);
+- "measured": the largest change seen on the calibration batches, when no useful a-priori
+  bound exists. It is no promise for other inputs, so verify-each checks it only on those
+  batches (rewrite/pipeline.py).
+
+Contracts compose: `exact + exact` is exact, bounds add, and a sum with a measured part is
+measured.
 """
 
 from __future__ import annotations
@@ -34,42 +44,59 @@ from smelt.ir.types import TensorType, is_float, numpy_dtype
 _EPS = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 
 
+BASES = ("a-priori", "measured")
+
+
 @dataclass(frozen=True)
 class Contract:
-    """`kind` is "exact" or "bounded"; bounded contracts carry `atol` and `rtol`."""
+    """`kind` is "exact" or "bounded"; bounded contracts carry `atol` and `rtol`, and
+    `basis`: "a-priori" (promised) or "measured" (seen on the calibration batches only; see
+    the module docstring)."""
 
     kind: str
     atol: float = 0.0
     rtol: float = 0.0
+    basis: str = "a-priori"
 
     def __post_init__(self) -> None:
         if self.kind not in ("exact", "bounded"):
             raise ValueError(f"contract kind must be 'exact' or 'bounded', not {self.kind!r}")
         if self.atol < 0 or self.rtol < 0:
             raise ValueError("contract bounds must be non-negative")
+        if self.basis not in BASES:
+            raise ValueError(f"contract basis must be one of {', '.join(BASES)}, not "
+                             f"{self.basis!r}")
 
     @property
     def is_exact(self) -> bool:
         return self.kind == "exact"
 
+    @property
+    def is_measured(self) -> bool:
+        """Is the bound measured on the calibration batches rather than promised?"""
+        return not self.is_exact and self.basis == "measured"
+
     def __add__(self, other: Contract) -> Contract:
         if self.is_exact and other.is_exact:
             return self
-        return Contract("bounded", self.atol + other.atol, self.rtol + other.rtol)
+        basis = "measured" if self.is_measured or other.is_measured else "a-priori"
+        return Contract("bounded", self.atol + other.atol, self.rtol + other.rtol, basis)
 
     def __str__(self) -> str:
         if self.is_exact:
             return "exact"
         parts = [f"{self.atol:g}"] + ([f"rtol={self.rtol:g}"] if self.rtol else [])
+        parts += ["measured"] if self.is_measured else []
         return f"bounded({', '.join(parts)})"
 
 
 exact = Contract("exact")
 
 
-def bounded(atol: float, *, rtol: float = 0.0) -> Contract:
-    """A lossy contract: outputs move by at most `atol + rtol * |expected|`."""
-    return Contract("bounded", float(atol), float(rtol))
+def bounded(atol: float, *, rtol: float = 0.0, basis: str = "a-priori") -> Contract:
+    """A lossy contract: outputs move by at most `atol + rtol * |expected|`; `basis`
+    "measured" for a bound seen on the calibration batches, not promised."""
+    return Contract("bounded", float(atol), float(rtol), basis)
 
 
 def compose(contracts: Sequence[Contract]) -> Contract:
@@ -217,6 +244,6 @@ def _compare_one(i: int, a: np.ndarray, b: np.ndarray, contract: Contract,
 
 
 __all__ = [
-    "Contract", "Evaluation", "Mismatch", "bounded", "compare", "compose", "exact",
+    "BASES", "Contract", "Evaluation", "Mismatch", "bounded", "compare", "compose", "exact",
     "exact_tolerance", "reduction_length", "run64",
 ]

@@ -13,7 +13,8 @@ def test_equalization_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "eq.json"
     res = run_benchmark("equalization", out, "--quick")
     assert res["pipeline"] == "fold-bn,equalize(relu6='to-relu')"
-    assert res["contract"] == "bounded(inf)"  # relu6 -> relu is lossy, and says so
+    # relu6 -> relu is lossy, and says so: a finite bound, a-priori or measured on calibration
+    assert res["contract"].startswith("bounded(") and res["contract"] != "bounded(inf)"
     assert any(n.startswith("LOSSY relu6 -> relu") for n in res["equalize_notes"])
     before, after = res["layers"]["before"], res["layers"]["after"]
     assert [r["layer"] for r in before] == [r["layer"] for r in after]

@@ -161,7 +161,8 @@ def test_sparsify_pass_masks_packs_and_reports_every_linear():
     assert ops.count("linear24") == 2 and ops.count("linear") == 3
     assert 0 < res.layers[0].removed_l1 < 0.5  # the two smaller of four go
     notes = pipe.report.passes[0].notes
-    assert notes[0].startswith("packed 2 of 5 linears 2:4") and len(notes) == 6
+    assert notes[0].startswith("packed 2 of 5 linears 2:4") and len(notes) == 7
+    assert notes[-1].startswith("contract: bounded(inf), no bound")  # no calibration given
     # exact against the masked dense graph (pack=False), lossy against the original
     masked = smelt.Pipeline.parse("sparsify-24(min_size=100, pack=False)")(g)
     assert not any(n.op == "linear24" for n in masked.nodes())
