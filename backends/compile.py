@@ -19,11 +19,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from smelt.ir.dims import symbols
 from smelt.ir.graph import Graph
 
-from .targets import get_target
+from .targets import TargetError, get_target
 
 
 def compile_graph(graph: Graph, target: str = "cpu", **options: Any) -> Any:
     """The compiled module of `graph` for `target` (see the module docstring for options)."""
-    return get_target(target).compile(graph, **options)
+    spec = get_target(target)
+    syms = sorted({f"{d.name} in [{d.lo}, {d.hi}]" for x in graph.inputs
+                   for d in symbols(x.shape)})
+    if syms:
+        raise TargetError(f"the {target} target compiles graphs of concrete sizes; this one "
+                          f"has {', '.join(syms)}: compile smelt.specialize(graph, "
+                          "{name: size, ...}) for each size you serve")
+    return spec.compile(graph, **options)

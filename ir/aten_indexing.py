@@ -310,7 +310,7 @@ def _repeat(b: Builder, out, x, repeats):
     inter = tuple(v for d in shape for v in (1, d))
     tiled = tuple(v for r, d in zip(repeats, shape, strict=True) for v in (r, d))
     y = b.make("expand", b.make("reshape", x, shape=inter), shape=tiled)
-    return b.make("reshape", y, shape=shape_of(out))
+    return b.make("reshape", y, shape=shape_of(out, b))
 
 
 # -- copy, fill, factories ----------------------------------------------------------------------
@@ -331,7 +331,7 @@ def _like(value: Any):
         fill = args[0] if value is None else value
         if isinstance(fill, Node):
             raise _Unsupported("a fill value computed from data")
-        return _filled(shape_of(out), fill, smelt_dtype(out.dtype))
+        return _filled(shape_of(out, b), fill, smelt_dtype(out.dtype))
 
     return convert
 

@@ -180,7 +180,7 @@ def _upsample(mode: str, with_align: bool):
             scales = []
         elif any(s is None for s in scales):
             raise _Unsupported("a scale factor given for some axes only")
-        size = shape_of(out)[2:]
+        size = shape_of(out, b)[2:]
         return b.make("resize", x, size=size, mode=mode, align_corners=bool(align),
                       scales=tuple(float(s) for s in scales))
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .dims import Dim, bind, format_shape, is_static
 from .errors import InterpretError
 from .types import is_float, is_int, numpy_dtype
 
@@ -47,20 +48,28 @@ def to_numpy(x: Any) -> np.ndarray:
     return a
 
 
-def input_array(value: Any, name: str, shape: Sequence[int], dtype: str,
-                who: str = "the graph") -> np.ndarray:
+def input_array(value: Any, name: str, shape: Sequence[Dim], dtype: str,
+                who: str = "the graph", sizes: dict[str, int] | None = None) -> np.ndarray:
     """`value` as the array input `name` of type `dtype[shape]` takes (in numpy storage:
     float32 for bfloat16, int8/uint8 for int4/uint4), or InterpretError saying what is wrong
-    and what to pass. `who` names the callee in messages ("the graph", "the module")."""
-    want = f"{dtype}{list(shape)}"
+    and what to pass. `who` names the callee in messages ("the graph", "the module"). A
+    symbolic dimension takes any size in its range, the same size wherever the symbol
+    appears: `sizes` (shared by a call's inputs) records each symbol's size."""
+    want = f"{dtype}{format_shape(shape)}"
     try:
         a = to_numpy(value)
     except (ValueError, TypeError, RuntimeError) as e:  # ragged lists, odd tensors
         raise InterpretError(f"input {name!r} is not an array ({type(value).__name__}: {e}); "
                              f"{who} expects {want}") from None
-    if tuple(a.shape) != tuple(shape):
-        raise InterpretError(f"input {name!r} has shape {list(a.shape)}, {who} expects "
-                             f"{list(shape)} ({want}): pass an array of that shape")
+    if is_static(shape):
+        if tuple(a.shape) != tuple(shape):
+            raise InterpretError(f"input {name!r} has shape {list(a.shape)}, {who} expects "
+                                 f"{list(shape)} ({want}): pass an array of that shape")
+    else:
+        why = bind(shape, a.shape, {} if sizes is None else sizes)
+        if why is not None:
+            raise InterpretError(f"input {name!r} has shape {list(a.shape)}, {who} expects "
+                                 f"{want}: {why}")
     store = numpy_dtype(dtype)
     if not _same_kind(a.dtype, dtype):
         raise InterpretError(f"input {name!r} is {a.dtype}, {who} expects {want}: convert it "

@@ -12,11 +12,12 @@ Values are freed once their last user has run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .dims import specialize, specialize_value
 from .errors import InterpretError
 from .graph import Graph
 from .inputs import input_array
@@ -26,7 +27,9 @@ from .ops.common import round_to_bfloat16
 from .types import TensorType, is_float, numpy_dtype
 
 
-def _bind(graph: Graph, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.ndarray]:
+def _bind(graph: Graph, args: Sequence[Any], kwargs: dict[str, Any],
+          sizes: dict[str, int]) -> list[np.ndarray]:
+    """The input arrays in graph order; `sizes` gets the size of each symbolic dimension."""
     names = graph.input_names()
     if len(args) > len(names):
         raise InterpretError(f"graph takes {len(names)} inputs ({', '.join(names)}), "
@@ -44,7 +47,8 @@ def _bind(graph: Graph, args: Sequence[Any], kwargs: dict[str, Any]) -> list[np.
         if v is None:
             raise InterpretError(f"input {node.attrs['name']!r} is missing")
         t = node.tensor_type
-        a = input_array(v, node.attrs["name"], t.shape, t.dtype)  # the rule of ir/inputs.py
+        a = input_array(v, node.attrs["name"], t.shape, t.dtype,  # the rule of ir/inputs.py
+                        sizes=sizes)
         if t.dtype == "bfloat16":
             a = round_to_bfloat16(a)
         out.append(a)
@@ -72,7 +76,8 @@ def interpret(
     for o in graph.outputs:
         remaining[id(o)] = remaining.get(id(o), 0) + 1
     env: dict[int, Any] = {}
-    for node, value in zip(graph.inputs, _bind(graph, inputs, named), strict=True):
+    sizes: dict[str, int] = {}
+    for node, value in zip(graph.inputs, _bind(graph, inputs, named, sizes), strict=True):
         env[id(node)] = _widen(value) if wide else value
     for n in order:
         if n.op == "input":
@@ -87,7 +92,7 @@ def interpret(
                 observe(n, env[id(n)])
             continue
         args = [env[id(x)] for x in n.inputs]
-        env[id(n)] = evaluate(n, args, wide)
+        env[id(n)] = evaluate(n, args, wide, sizes)
         if observe is not None:
             observe(n, env[id(n)])
         for x in n.inputs:
@@ -115,10 +120,15 @@ def _narrow(out: np.ndarray, dtype: str, wide: bool) -> np.ndarray:
     return out
 
 
-def evaluate(n: Node, args: list[Any], wide: bool = False) -> Any:
-    """One node's value from its operands' values."""
+def evaluate(n: Node, args: list[Any], wide: bool = False,
+             sizes: Mapping[str, int] | None = None) -> Any:
+    """One node's value from its operands' values; `sizes` gives the symbolic dimensions
+    their sizes for this run (attributes that hold them, such as a reshape's target, are
+    evaluated at those sizes)."""
     opdef = get_op(n.op)
     attrs = dict(n.attrs)
+    if sizes:
+        attrs = {k: specialize_value(v, sizes) for k, v in attrs.items()}
     if wide and n.op == "cast" and is_float(attrs["dtype"]):
         attrs["dtype"] = "float64"
     try:
@@ -135,7 +145,8 @@ def evaluate(n: Node, args: list[Any], wide: bool = False) -> Any:
         if out.dtype != want:
             out = out.astype(want)
         out = _narrow(out, n.type.dtype, wide)
-        if out.shape != n.type.shape:
+        shape = n.type.shape if n.type.is_static else specialize(n.type.shape, sizes or {})
+        if out.shape != shape:
             raise InterpretError(f"{n.op} produced shape {list(out.shape)} but its type says "
                                  f"{list(n.type.shape)}: a bug in the op table")
     return out

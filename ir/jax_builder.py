@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .dims import Dim, SymDim, as_dim, parse_dim
 from .errors import TypeInferenceError, UnsupportedOpError
 from .node import Node
 from .types import DTYPES, TensorType
@@ -25,6 +26,21 @@ class _Builder:
         self.sources: dict[Node, str] = {}
         self.source: str | None = None
         self._folded: dict[tuple, Node] = {}
+        #: jax's symbolic dimensions (jax.export.symbolic_shape) by name, as smelt's
+        self.dims: dict[str, SymDim] = {}
+
+    def dim(self, d: Any) -> Dim:
+        """A size jax gives (an int, or a symbolic dimension expression) as a smelt Dim."""
+        if isinstance(d, int | np.integer):
+            return int(d)
+        try:
+            return parse_dim(str(d).replace(" ", ""), self.dims)
+        except TypeInferenceError as e:
+            raise self.unsupported("shape", f"the symbolic size {d} has no smelt form ({e})") \
+                from None
+
+    def shape(self, shape: Sequence[Any]) -> tuple[Dim, ...]:
+        return tuple(self.dim(d) for d in shape)
 
     def make(self, op: str, *inputs: Node, **attrs: Any) -> Node:
         node = Node.make(op, inputs, **attrs)
@@ -96,7 +112,7 @@ class _Builder:
             raise self.unsupported(name, f"smelt's ops cannot express this use: {e}") from e
         outs = [out] if isinstance(out, Node) else list(out)
         for var, node in zip(eqn.outvars, outs, strict=True):
-            want = TensorType(tuple(var.aval.shape), smelt_dtype(var.aval.dtype, self.source))
+            want = TensorType(self.shape(var.aval.shape), smelt_dtype(var.aval.dtype, self.source))
             if node.type != want:
                 raise TypeInferenceError(
                     f"jax frontend bug: {name} became {node.op} of type {node.type}, but jax "
@@ -140,9 +156,9 @@ def _cast(b: _Builder, x: Node, dtype: str) -> Node:
     return x if x.dtype == dtype else b.make("cast", x, dtype=dtype)
 
 
-def _reshape(b: _Builder, x: Node, shape: Sequence[int]) -> Node:
+def _reshape(b: _Builder, x: Node, shape: Sequence[Dim]) -> Node:
     """x in a new shape; a reshape of a reshape reads the original directly."""
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(as_dim(d) for d in shape)
     if x.op == "reshape":
         x = x.inputs[0]
     return x if x.shape == shape else b.make("reshape", x, shape=shape)

@@ -168,7 +168,7 @@ def _argmax(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
 # -- shapes -------------------------------------------------------------------------------
 def _broadcast_in_dim(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     """Operand axis i goes to output axis dims[i]: reshape in the size-1 axes, then expand."""
-    x, shape, dims = xs[0], tuple(eqn.params["shape"]), eqn.params["broadcast_dimensions"]
+    x, shape, dims = xs[0], b.shape(eqn.params["shape"]), eqn.params["broadcast_dimensions"]
     kept = [1] * len(shape)
     for i, d in enumerate(dims):
         kept[d] = x.shape[i]
@@ -180,7 +180,7 @@ def _reshape_prim(b: _Builder, eqn: Any, xs: list[Node]) -> Node:
     if eqn.params.get("dimensions") is not None:
         raise b.unsupported("reshape", "reshape with `dimensions` (a fused transpose); "
                             "transpose explicitly first")
-    return _reshape(b, xs[0], tuple(eqn.params["new_sizes"]))
+    return _reshape(b, xs[0], b.shape(eqn.params["new_sizes"]))
 
 
 def _transpose_prim(b: _Builder, eqn: Any, xs: list[Node]) -> Node:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .dims import MAX_SIZE, SymDim
+from .errors import UnsupportedOpError
 from .graph import Graph
 from .jax_builder import _Builder, smelt_dtype, source_line  # noqa: F401
 from .jax_converters import CONVERTERS  # noqa: F401
@@ -41,10 +43,43 @@ def trace_jax(fn: Callable[..., Any], *args: Any, constants: Sequence[int] = (),
     consts_at = {_position(i, len(args)) for i in constants}
     closed = jax.make_jaxpr(fn)(*args)
     b = _Builder()
+    b.dims = declared_dims(closed.jaxpr.invars)
     nodes = _bind_arguments(b, fn, args, consts_at, closed.jaxpr.invars)
     outputs = b.run(closed.jaxpr, closed.consts, nodes, None)
     inputs = [n for n in nodes if n.op == "input"]
     return Graph(inputs, outputs, name, names=b.names, sources=b.sources)
+
+
+_BOUND = re.compile(r"^\s*(?:(?P<a>[A-Za-z_]\w*)\s*(?P<op><=|>=)\s*(?P<k>\d+)"
+                    r"|(?P<k2>\d+)\s*(?P<op2><=|>=)\s*(?P<a2>[A-Za-z_]\w*))\s*$")
+
+
+def declared_dims(invars: Sequence[Any]) -> dict[str, SymDim]:
+    """The symbolic dimensions of jax's inputs (`jax.export.symbolic_shape("b, t",
+    constraints=["b <= 64"])`) as SymDims: jax's own range for a symbol is [1, inf), narrowed
+    by the scope's constraints of the forms `b <= 64`, `t >= 2` (others: an error)."""
+    names: dict[str, Any] = {}
+    for var in invars:
+        for d in var.aval.shape:
+            if not isinstance(d, int | np.integer):
+                for name in re.findall(r"[A-Za-z_]\w*", str(d)):
+                    if name not in ("floordiv", "mod", "max", "min", "non_negative"):
+                        names.setdefault(name, d)
+    ranges = {name: [1, MAX_SIZE] for name in names}
+    scopes = {id(d.scope): d.scope for d in names.values() if hasattr(d, "scope")}
+    for scope in scopes.values():
+        for c in getattr(scope, "_explicit_constraints", ()):
+            text = str(getattr(c, "debug_str", c))
+            m = _BOUND.match(text)
+            if m is None:
+                raise UnsupportedOpError("symbolic_shape", None, "jax",
+                                         f"the constraint {text!r}: smelt reads bounds of "
+                                         "the forms `b <= 64` and `t >= 2`")
+            name, op, k = (m["a"], m["op"], int(m["k"])) if m["a"] else (
+                m["a2"], {"<=": ">=", ">=": "<="}[m["op2"]], int(m["k2"]))
+            if name in ranges:
+                ranges[name][0 if op == ">=" else 1] = k
+    return {name: SymDim(name, lo, hi) for name, (lo, hi) in ranges.items()}
 
 
 def _bind_arguments(b: _Builder, fn: Callable[..., Any], args: Sequence[Any],
@@ -64,7 +99,7 @@ def _bind_arguments(b: _Builder, fn: Callable[..., Any], args: Sequence[Any],
             node = Node.constant(np.asarray(leaf), dtype)
             b.names[node] = label
         else:
-            node = Node.input(label, tuple(var.aval.shape), dtype)
+            node = Node.input(label, b.shape(var.aval.shape), dtype)
         if site:
             b.sources.setdefault(node, f"{site}: argument {label}")
         nodes.append(node)

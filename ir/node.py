@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .dims import Dim, symbols
 from .errors import TypeInferenceError
 from .op_table import get_op
 from .types import TensorType, TupleType, Type, dtype_of_array
@@ -177,11 +178,12 @@ class Node:
         return cls._new(key, "constant", (), {}, type_, array)
 
     @classmethod
-    def input(cls, name: str, shape: Sequence[int], dtype: str = "float32") -> Node:
-        """A graph input. Inputs with the same name, shape and dtype are the same node."""
+    def input(cls, name: str, shape: Sequence[Dim], dtype: str = "float32") -> Node:
+        """A graph input. Inputs with the same name, shape and dtype are the same node. A
+        dimension may be a `SymDim` (a named size with a range: ir/dims.py)."""
         if not name.isidentifier():
             raise TypeInferenceError(f"input name {name!r} must be an identifier")
-        type_ = TensorType(tuple(int(d) for d in shape), dtype)
+        type_ = TensorType(tuple(shape), dtype)
         attrs = {"name": name}
         key = ("input", name, type_)
         return cls._new(key, "input", (), attrs, type_)
@@ -243,6 +245,9 @@ class Node:
             else:
                 h.update(repr(_attr_key(self.attrs)).encode())
                 h.update(str(self.type).encode())
+                if self.op == "input" and not self.tensor_type.is_static:  # and the ranges
+                    h.update(repr(sorted((d.name, d.lo, d.hi)
+                                         for d in symbols(self.shape))).encode())
                 for x in self.inputs:
                     h.update(x.content_hash.encode())
             cached = h.hexdigest()

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sympy
 
+from .dims import Dim, as_dim, at_smallest
 from .errors import TypeInferenceError
 from .types import TensorType, TupleType, Type, check_dtype
 
@@ -21,6 +23,10 @@ REQUIRED = object()
 
 @dataclass(frozen=True, slots=True)
 class Cost:
+    """Multiply-accumulates and bytes moved. Where sizes are symbolic (a batch `n` in
+    [1, 64]), at each symbol's smallest size: the cost of one sample or token, which is what
+    ratios between graphs (before and after pruning) compare."""
+
     macs: int
     bytes: int
 
@@ -42,6 +48,19 @@ def _as_ints(name: str, value: Any) -> tuple[int, ...]:
     return tuple(_as_int(name, v) for v in value)
 
 
+def _as_dims(name: str, value: Any) -> tuple[Dim, ...]:
+    """Sizes: ints, or expressions of symbolic dimensions (a reshape to [n, 12])."""
+    if not isinstance(value, Sequence | np.ndarray):
+        raise TypeInferenceError(f"attribute {name!r} must be a list of sizes, got {value!r}")
+    out = []
+    for v in value:
+        if isinstance(v, sympy.Expr):
+            out.append(as_dim(v))
+        else:
+            out.append(_as_int(name, v))
+    return tuple(out)
+
+
 def _as_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
         raise TypeInferenceError(f"attribute {name!r} must be a number, got {value!r}")
@@ -51,6 +70,7 @@ def _as_float(name: str, value: Any) -> float:
 _COERCE: dict[str, Callable[[str, Any], Any]] = {
     "int": _as_int,
     "ints": _as_ints,
+    "dims": _as_dims,
     "float": _as_float,
     "floats": lambda n, v: tuple(_as_float(n, x) for x in v),
     "bool": lambda n, v: bool(v) if isinstance(v, bool | np.bool_) else _bad(n, "a bool", v),
@@ -151,7 +171,7 @@ class OpDef:
             moved += sum(t.nbytes for t in out_type.elements)
         else:
             moved += out_type.nbytes
-        return Cost(int(macs), int(moved))
+        return Cost(at_smallest(macs), at_smallest(moved))
 
 
 OPS: dict[str, OpDef] = {}

@@ -26,7 +26,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import sympy
 
+from .dims import SymDim, format_dim, parse_dim, symbols
 from .errors import ParseError, SmeltError
 from .graph import Graph
 from .node import SMALL_CONSTANT, Node
@@ -49,6 +51,8 @@ def format_value(v: Any) -> str:
         return str(int(v))
     if isinstance(v, str):
         return json.dumps(v)
+    if isinstance(v, sympy.Expr):
+        return format_dim(v)
     if isinstance(v, tuple | list):
         return "[" + ", ".join(format_value(x) for x in v) + "]"
     raise SmeltError(f"cannot print attribute value {v!r}")
@@ -57,7 +61,7 @@ def format_value(v: Any) -> str:
 def format_type(t: Type) -> str:
     if isinstance(t, TupleType):
         return "(" + ", ".join(format_type(e) for e in t.elements) + ")"
-    s = f"{DTYPES[t.dtype]}[{','.join(str(d) for d in t.shape)}]"
+    s = f"{DTYPES[t.dtype]}[{','.join(format_dim(d) for d in t.shape)}]"
     if t.quant is not None:
         q = t.quant
         s += (f" q(scale={format_value(q.scale)}, zero_point={format_value(q.zero_point)}, "
@@ -135,7 +139,9 @@ def _print(g: Graph, lenient: bool) -> tuple[list[str], dict[str, np.ndarray], d
     for x in g.inputs:
         names.assign(x)
     params = ", ".join(f"%{names.of[x]}: {format_type(x.type)}" for x in g.inputs)
-    lines = [f"graph {g.name}({params}) {{"]
+    dims = sorted(symbols(d for x in g.inputs for d in x.shape), key=lambda d: d.name)
+    where = " where " + ", ".join(f"{d.name} in [{d.lo}, {d.hi}]" for d in dims) if dims else ""
+    lines = [f"graph {g.name}({params}){where} {{"]
     for n in g.nodes():
         if n.op == "input" and n in names.of:
             continue
@@ -179,7 +185,7 @@ _TOKEN = re.compile(
       | (?P<ref>@[\w.]+)
       | (?P<num>-?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|(?:inf|nan)(?!\w)))
       | (?P<id>[^\W\d]\w*)
-      | (?P<punct>[(){}\[\],=:])
+      | (?P<punct>[(){}\[\],=:*+/-])
       | (?P<comment>\#.*)
     )""",
     re.VERBOSE,
@@ -195,6 +201,7 @@ _QUANT_KEYS = ("scale", "zero_point", "bits", "axis", "group")
 class _Tokens:
     def __init__(self, text: str, line_no: int):
         self.line, self.line_no = text, line_no
+        self.dims: dict[str, SymDim] = {}  # the symbols the graph header declares
         self.toks: list[tuple[str, str]] = []
         self.comment = ""
         pos = 0
@@ -251,6 +258,10 @@ class _Tokens:
                     self.next("punct", "]")
                     break
             return tuple(items)
+        if (kind == "id" and tok not in ("true", "false", "none")) or (
+                kind == "num" and self.i + 1 < len(self.toks)
+                and self.toks[self.i + 1][1] in ("*", "+", "/")):
+            return self.dim_expression()  # an attribute that holds a symbolic size
         self.i += 1
         if kind == "num":
             return float(tok) if any(c in tok for c in ".eEin") else int(tok)
@@ -279,13 +290,9 @@ class _Tokens:
         if short not in SHORT_TO_DTYPE:
             self.fail(f"unknown dtype {short!r}; expected one of {', '.join(SHORT_TO_DTYPE)}")
         self.next("punct", "[")
-        dims: list[int] = []
+        dims: list[Any] = []
         while not self.accept("]"):
-            d = self.value()
-            if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_DIM:
-                self.fail(f"a dimension must be a non-negative integer below 2**63, got "
-                          f"{format_value(d)}")
-            dims.append(d)
+            dims.append(self.dim())
             if not self.accept(","):
                 self.next("punct", "]")
                 break
@@ -301,6 +308,76 @@ class _Tokens:
             else:
                 quant = self.quant(self.keywords(")"))
         return TensorType(tuple(dims), SHORT_TO_DTYPE[short], quant, layout)
+
+    def dim(self) -> Any:
+        """One dimension: an integer, or an expression of the declared symbols (ir/dims.py),
+        whose tokens run to the next `,` or `]` outside parentheses."""
+        tok = self.peek()
+        if tok is not None and tok[0] == "num" and self.i + 1 < len(self.toks) and \
+                self.toks[self.i + 1][1] in (",", "]"):
+            d = self.value()
+            if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_DIM:
+                self.fail(f"a dimension must be a non-negative integer below 2**63, got "
+                          f"{format_value(d)}")
+            return d
+        if not self.dims:
+            tok = self.peek()
+            self.fail(f"a dimension must be a non-negative integer below 2**63, or a symbol "
+                      f"the graph header declares (`where n in [1, 64]`); got "
+                      f"{tok[1] if tok else 'nothing'!r}")
+        d = self.dim_expression()
+        if isinstance(d, int) and not 0 <= d <= MAX_DIM:
+            self.fail(f"a dimension must be a non-negative integer below 2**63, got {d}")
+        return d
+
+    def dim_expression(self) -> Any:
+        """An expression of the declared symbols (ir/dims.py): its tokens run to the next
+        `,`, `]`, `}` or unmatched `)`."""
+        parts: list[str] = []
+        depth = 0
+        while (tok := self.peek()) is not None and not (depth == 0 and tok[1] in ",])}"):
+            if tok[0] not in ("num", "id", "punct") or tok[1] in "{}[=:":
+                break
+            depth += {"(": 1, ")": -1}.get(tok[1], 0)
+            parts.append(tok[1])
+            self.i += 1
+        if not parts:
+            self.fail(f"expected a dimension, found {tok[1]!r}" if tok else
+                      "line ends early; expected a dimension")
+        try:
+            return parse_dim("".join(parts), self.dims)
+        except SmeltError as e:
+            self.fail(str(e))
+
+    def declarations(self) -> dict[str, SymDim]:
+        """The header's `where n in [lo, hi], ...` (after the inputs, before `{`), read
+        first because the inputs' types use it; its tokens are then dropped."""
+        at = max((i for i, t in enumerate(self.toks) if t == ("id", "where")), default=None)
+        if at is None:
+            return {}
+        rest, self.toks = self.toks[at + 1:], self.toks[:at]
+        sub = _Tokens("", self.line_no)
+        sub.line, sub.toks = self.line, rest
+        declared: dict[str, SymDim] = {}
+        while True:
+            name = sub.next("id")
+            sub.next("id", "in")
+            bounds = sub.value()
+            if not (isinstance(bounds, tuple) and len(bounds) == 2
+                    and all(_is_int(b) for b in bounds)):
+                sub.fail(f"the range of {name} is `[lo, hi]` (two integers), got "
+                         f"{format_value(bounds)}")
+            if name in declared:
+                sub.fail(f"dimension {name} is declared twice")
+            try:
+                declared[name] = SymDim(name, *bounds)
+            except SmeltError as e:
+                sub.fail(str(e))
+            if not sub.accept(","):
+                break
+        self.toks.extend(sub.toks[sub.i:])  # the `{`
+        self.dims = declared
+        return declared
 
     def quant(self, kw: dict[str, Any]) -> QuantParams:
         """The annotation `q(scale=[...], zero_point=[...], bits=B, axis=A, group=G)`, each
@@ -349,6 +426,7 @@ def parse_graph(text: str, weights: Mapping[str, np.ndarray] | None = None) -> G
     sources: dict[Node, str] = {}
     lines = text.splitlines()
     header_seen = closed = False
+    header_dims: dict[str, SymDim] = {}
     inputs: list[Node] = []
     outputs: list[Node] | None = None
     graph_name = "main"
@@ -356,12 +434,14 @@ def parse_graph(text: str, weights: Mapping[str, np.ndarray] | None = None) -> G
         if not raw.strip() or raw.strip().startswith("#"):
             continue
         toks = _Tokens(raw, line_no)
+        toks.dims = header_dims
         if closed:
             toks.fail("nothing may follow the `}` that closes the graph")
         if not header_seen:
             if toks.next("id") != "graph":
                 toks.fail("a graph starts with `graph NAME(...) {`")
             graph_name = toks.next("id")
+            header_dims = toks.declarations()
             toks.next("punct", "(")
             while not toks.accept(")"):
                 var = toks.next("var")[1:]

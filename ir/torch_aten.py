@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .dims import Dim
 from .errors import TypeInferenceError
 from .node import Node
 from .torch_common import Builder, binary, cast, norm_dim, pad_pairs, smelt_dtype
@@ -29,8 +30,11 @@ def aten(*names: str) -> Callable[[Converter], Converter]:
     return wrap
 
 
-def shape_of(out: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in out.shape)
+def shape_of(out: Any, b: Builder | None = None) -> tuple[Dim, ...]:
+    """torch's shape of `out`, its dynamic sizes as smelt Dims (through the builder)."""
+    if b is None:
+        return tuple(int(d) for d in out.shape)
+    return b.shape(out)
 
 
 def _unary(name: str, op: str) -> None:
@@ -239,7 +243,7 @@ def _argmax(b: Builder, out, x, dim=None, keepdim=False):
 
 @aten("view", "_unsafe_view", "reshape", "view_copy")
 def _reshape(b: Builder, out, x, *rest):
-    target = shape_of(out)
+    target = shape_of(out, b)
     return x if x.shape == target else b.make("reshape", x, shape=target)
 
 
@@ -270,7 +274,7 @@ def _t(b: Builder, out, x):
 
 @aten("expand", "expand_copy", "broadcast_to")
 def _expand(b: Builder, out, x, *rest, **kw):
-    target = shape_of(out)
+    target = shape_of(out, b)
     return x if x.shape == target else b.make("expand", x, shape=target)
 
 
@@ -404,7 +408,7 @@ def check_against(node: Node, out: Any, b: Builder) -> Node:
     """Cast to torch's result dtype where promotion differs; a shape mismatch is a bug."""
     if not isinstance(out, torch.Tensor):
         return node
-    if node.shape != shape_of(out):
+    if node.shape != shape_of(out, b):
         raise TypeInferenceError(
             f"smelt built shape {list(node.shape)} where torch has {list(out.shape)}; "
             "this is a bug in the frontend's converter"

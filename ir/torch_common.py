@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sympy
 import torch
+from torch.utils._sympy.functions import CleanDiv, FloorDiv
 
+from .dims import Dim, SymDim, as_dim
 from .errors import SmeltError, TypeInferenceError
 from .node import Node
 from .types import is_float
@@ -68,6 +71,27 @@ class Builder:
     #: torch's values (fake tensors) of the operands of the op being converted, where the
     #: frontend has them (torch.export): strides and storage offsets a converter may need
     operand_values: tuple[Any, ...] = ()
+    #: torch's size symbols (s0, s77: torch.export's dynamic dimensions) -> smelt's
+    dims: dict[Any, SymDim] = field(default_factory=dict)
+
+    def dim(self, d: Any) -> Dim:
+        """A size torch gives (an int, or a SymInt of a dynamic dimension) as a smelt Dim."""
+        if not isinstance(d, torch.SymInt):
+            return int(d)
+        expr = d.node.expr
+        if expr.is_Integer:
+            return int(expr)
+        unknown = sorted(str(s) for s in expr.free_symbols if s not in self.dims)
+        if unknown:
+            raise TypeInferenceError(f"size {expr} uses {', '.join(unknown)}, which no input "
+                                     "dimension declares")
+        expr = expr.replace(FloorDiv, lambda a, c: sympy.floor(a / c))
+        expr = expr.replace(CleanDiv, lambda a, c: a / c)
+        return as_dim(expr.xreplace(self.dims))
+
+    def shape(self, value: Any) -> tuple[Dim, ...]:
+        """The shape of a torch (fake) tensor in smelt's Dims."""
+        return tuple(self.dim(d) for d in value.shape)
 
     def note(self, node: Node, name: str | None = None) -> Node:
         if name and node not in self.names and node.op not in ("input",):

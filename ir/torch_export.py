@@ -10,6 +10,7 @@ evaluated by torch at trace time and becomes a constant. An op with no converter
 
 from __future__ import annotations
 
+import inspect
 import operator
 import warnings
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 
 from .aten_coverage import OUT_OF_SCOPE
 from .aten_indexing import UNINITIALIZED
+from .dims import MAX_SIZE, SymDim, as_dim, largest, smallest
 from .errors import SmeltError, UnsupportedOpError
 from .graph import Graph
 from .node import Node
@@ -37,6 +39,12 @@ KEEP = ("linear", "silu", "hardswish", "hardsigmoid",
         "im2col", "col2im")
 
 
+#: Python arithmetic torch.export records on sizes (batch * heads, seq // 2)
+SIZE_ARITHMETIC = {operator.add: operator.add, operator.sub: operator.sub,
+                   operator.mul: operator.mul, operator.floordiv: operator.floordiv,
+                   operator.neg: operator.neg, torch.sym_max: largest, torch.sym_min: smallest}
+
+
 def decomposition_table(keep: Sequence[str] = KEEP) -> dict:
     table = torch.export.default_decompositions()
     for op in list(table):
@@ -45,12 +53,14 @@ def decomposition_table(keep: Sequence[str] = KEEP) -> dict:
     return table
 
 
-def export(module: torch.nn.Module, args: tuple, kwargs: dict | None = None) -> ExportedProgram:
+def export(module: torch.nn.Module, args: tuple, kwargs: dict | None = None,
+           dynamic_shapes: Any = None) -> ExportedProgram:
     module = module.eval()
     try:
         with warnings.catch_warnings():  # torch's own deprecation noise, not the user's
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
-            ep = torch.export.export(module, tuple(args), kwargs or {})
+            ep = torch.export.export(module, tuple(args), kwargs or {},
+                                     dynamic_shapes=dynamic_shapes)
     except Exception as e:  # torch raises many types; give one with advice
         raise TraceError(
             f"torch.export could not trace {type(module).__name__}: {type(e).__name__}: "
@@ -78,13 +88,56 @@ def views_as_reshapes(ep: ExportedProgram) -> ExportedProgram:
 
 
 def trace_export(module: torch.nn.Module, args: Any, kwargs: dict | None = None, *,
-                 name: str = "main") -> Graph:
-    """Trace `module(*args, **kwargs)` into a smelt Graph through torch.export."""
+                 name: str = "main", dynamic_shapes: Any = None) -> Graph:
+    """Trace `module(*args, **kwargs)` into a smelt Graph through torch.export.
+    `dynamic_shapes` is torch.export's: `{"x": {0: Dim("batch", min=1, max=64)}}` makes
+    axis 0 of input x the symbol `batch` in [1, 64] (ir/dims.py), a graph for every size in
+    range; the Dim's name names the symbol."""
     if not isinstance(args, tuple | list):
         args = (args,)
     with torch.no_grad():
-        ep = export(module, tuple(args), kwargs)
-    return convert_program(ep, name)
+        ep = export(module, tuple(args), kwargs, dynamic_shapes)
+    return convert_program(ep, name, _dim_names(module, args, kwargs, dynamic_shapes))
+
+
+def _dim_names(module: torch.nn.Module, args: Any, kwargs: dict | None,
+               dynamic_shapes: Any) -> dict[tuple[int, int], str]:
+    """(user input index, axis) -> the name of the torch.export Dim the user gave it, for
+    tensor arguments given positionally or by name (others keep torch's symbol names)."""
+    if not dynamic_shapes:
+        return {}
+    try:
+        bound = inspect.signature(module.forward).bind(*args, **(kwargs or {}))
+    except (TypeError, ValueError):
+        return {}
+    names = list(bound.arguments)
+    specs = dynamic_shapes if isinstance(dynamic_shapes, dict) else dict(
+        zip(names, dynamic_shapes, strict=False))
+    out: dict[tuple[int, int], str] = {}
+    tensors = [k for k in names if isinstance(bound.arguments[k], torch.Tensor)]
+    for i, k in enumerate(tensors):
+        spec = specs.get(k)
+        axes = spec.items() if isinstance(spec, dict) else enumerate(spec or ())
+        for axis, d in axes:
+            name = getattr(d, "__name__", None)
+            if isinstance(name, str) and name.isidentifier():
+                out[(i, axis)] = name
+    return out
+
+
+def _declare_dims(b: Builder, ep: ExportedProgram, index: int, value: torch.Tensor,
+                  names: dict[tuple[int, int], str]) -> None:
+    """Each new size symbol of user input `index` -> a SymDim with torch's range."""
+    for axis, d in enumerate(value.shape):
+        if not isinstance(d, torch.SymInt) or not d.node.expr.is_Symbol:
+            continue
+        sym = d.node.expr
+        if sym in b.dims:
+            continue
+        vr = ep.range_constraints.get(sym)
+        lo = int(vr.lower) if vr is not None and vr.lower.is_finite else 0
+        hi = int(vr.upper) if vr is not None and vr.upper.is_finite else MAX_SIZE
+        b.dims[sym] = SymDim(names.get((index, axis), str(sym)), max(lo, 0), min(hi, MAX_SIZE))
 
 
 def _lifted_values(ep: ExportedProgram) -> dict[str, torch.Tensor]:
@@ -100,7 +153,8 @@ def _lifted_values(ep: ExportedProgram) -> dict[str, torch.Tensor]:
     return values
 
 
-def convert_program(ep: ExportedProgram, name: str = "main") -> Graph:
+def convert_program(ep: ExportedProgram, name: str = "main",
+                    dim_names: dict[tuple[int, int], str] | None = None) -> Graph:
     b = Builder("torch.export")
     lifted = _lifted_values(ep)
     targets = {s.arg.name: s.target for s in ep.graph_signature.input_specs if s.target}
@@ -115,8 +169,8 @@ def convert_program(ep: ExportedProgram, name: str = "main") -> Graph:
                 val = node.meta["val"]
                 if not isinstance(val, torch.Tensor):
                     raise TraceError(f"input {node.name} is not a tensor ({type(val).__name__})")
-                x = Node.input(node.name, tuple(int(d) for d in val.shape),
-                               smelt_dtype(val.dtype))
+                _declare_dims(b, ep, len(inputs), val, dim_names or {})
+                x = Node.input(node.name, b.shape(val), smelt_dtype(val.dtype))
                 env[node.name] = x
                 inputs.append(x)
         elif node.op == "call_function":
@@ -188,6 +242,8 @@ def _convert_call(b: Builder, node: torch.fx.Node, env: dict[str, Any]) -> Any:
         if value is None:
             raise SmeltError(f"{node.name}: a result smelt does not compute is used")
         return value
+    if node.target in SIZE_ARITHMETIC:  # sizes of dynamic dimensions: exact, in smelt's Dims
+        return as_dim(SIZE_ARITHMETIC[node.target](*args))
     b.source = source_line(node.meta.get("stack_trace"))
     b.operand_values = tuple(a.meta.get("val") if isinstance(a, torch.fx.Node) else None
                              for a in node.args)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .dims import Dim, as_dim, is_static
 from .errors import TypeInferenceError
 
 # Canonical dtype names and their short printed forms.
@@ -109,35 +110,45 @@ class QuantParams:
 
 @dataclass(frozen=True, slots=True)
 class TensorType:
-    """A tensor's static shape and dtype, plus optional annotations."""
+    """A tensor's shape and dtype, plus optional annotations. A dimension is an int or an
+    integer expression of named sizes with ranges (ir/dims.py): `f32[n,3,224,224]`."""
 
-    shape: tuple[int, ...]
+    shape: tuple[Dim, ...]
     dtype: str
     quant: QuantParams | None = None
     layout: str | None = None
 
     def __post_init__(self) -> None:
         check_dtype(self.dtype)
-        if not all(isinstance(d, int) and d >= 0 for d in self.shape):
-            raise TypeInferenceError(f"shape {self.shape} must be non-negative integers")
+        if all(type(d) is int and d >= 0 for d in self.shape):
+            return
+        dims = tuple(as_dim(d) for d in self.shape)
+        if any(isinstance(d, int) and d < 0 for d in dims):
+            raise TypeInferenceError(f"shape {list(self.shape)} must be non-negative")
+        object.__setattr__(self, "shape", dims)
+
+    @property
+    def is_static(self) -> bool:
+        """True when every dimension is an int (no symbol)."""
+        return is_static(self.shape)
 
     @property
     def rank(self) -> int:
         return len(self.shape)
 
     @property
-    def size(self) -> int:
+    def size(self) -> Dim:
         n = 1
         for d in self.shape:
             n *= d
-        return n
+        return n if isinstance(n, int) else as_dim(n)
 
     @property
     def nbytes(self) -> int:
         bits = {"int4": 4, "uint4": 4, "bool": 8}.get(self.dtype)
         if bits is None:
             bits = 16 if self.dtype == "bfloat16" else numpy_dtype(self.dtype).itemsize * 8
-        return (self.size * bits + 7) // 8
+        return as_dim((self.size * bits + 7) // 8)
 
     def with_shape(self, shape: tuple[int, ...]) -> TensorType:
         return TensorType(tuple(shape), self.dtype)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from smelt.ir.dims import bind, format_shape
 from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
 from smelt.ir.interpreter import interpret
@@ -173,15 +174,18 @@ def _bind(graph: Graph, batch: Any, i: int) -> tuple[Any, ...]:
         raise CalibrationError(f"batch {i} holds {len(arrays)} arrays but the graph has {k} "
                                f"inputs ({names}); give one array per input, in that order")
     out = []
+    sizes: dict[str, int] = {}
     for x, a in zip(graph.inputs, arrays, strict=True):
         if hasattr(a, "detach") and hasattr(a, "numpy"):  # a torch tensor
             a = a.detach().cpu().numpy()
         a = np.asarray(a)
         want = x.tensor_type.shape
-        if tuple(a.shape) != want:
+        why = bind(want, a.shape, sizes)
+        if why is not None:
             raise CalibrationError(
                 f"batch {i}: input {x.attrs['name']!r} has shape {list(a.shape)}, the graph "
-                f"expects {list(want)}; give batches of the traced shape (or trace the model "
-                "with the calibration batch size)")
+                f"expects {format_shape(want)} ({why}); give batches of the traced shape, or "
+                "trace with a symbolic batch (smelt.trace(..., dynamic_shapes=...)) to "
+                "calibrate on batches of any size in its range")
         out.append(a)
     return tuple(out)

@@ -46,6 +46,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from smelt.ir.dims import Dim
 from smelt.ir.graph import Graph
 from smelt.ir.node import Node
 from smelt.ir.op_table import OPS
@@ -63,7 +64,9 @@ class Classes:
         self.fixed: dict[int, str] = {}
         self.tags: dict[int, set[str]] = {}
 
-    def fresh(self, n: int, why: str | None = None) -> np.ndarray:
+    def fresh(self, n: Dim, why: str | None = None) -> np.ndarray:
+        if not isinstance(n, int | np.integer):  # a symbolic size (batch, sequence): one
+            n, why = 1, why or "a symbolic axis"  # fixed atom stands for all of its positions
         start = len(self.parent)
         self.parent.extend(range(start, start + n))
         if why is not None:

@@ -233,8 +233,11 @@ def _compare_one(i: int, a: np.ndarray, b: np.ndarray, contract: Contract,
     with np.errstate(invalid="ignore"):
         err = np.where(same, 0.0, np.abs(a64 - b64))
     err = np.where(np.isnan(err), np.inf, err)
-    allowed = tol + contract.atol + contract.rtol * np.abs(np.where(nan_a, 0.0, a64))
-    excess = err - allowed
+    allowed = tol + contract.atol
+    if contract.rtol:  # (0 * inf would be NaN where the expected value is infinite)
+        allowed = allowed + contract.rtol * np.abs(np.where(nan_a, 0.0, a64))
+    with np.errstate(invalid="ignore"):
+        excess = np.where(same, -np.inf, err - allowed)  # equal values are never a mismatch
     k = int(np.argmax(excess))
     if excess.reshape(-1)[k] <= 0:
         return None

@@ -8,6 +8,7 @@
 """
 
 import smelt.passes as _passes  # noqa: F401,E402  (registers the shipped rules and passes)
+from smelt.backends.targets import TargetError  # noqa: E402
 from smelt.ir import (
     OPS,
     FileFormatError,
@@ -26,6 +27,8 @@ from smelt.ir import (
     save,
     verify,
 )
+from smelt.ir.dims import SymDim  # noqa: E402
+from smelt.ir.specialize import make_dynamic, specialize  # noqa: E402
 from smelt.rewrite import (  # noqa: E402
     Contract,
     ContractViolation,
@@ -71,7 +74,8 @@ def __getattr__(name: str):
 
 
 def trace(module, args, kwargs=None, **options):
-    """Trace a torch.nn.Module through torch.export into a smelt Graph."""
+    """Trace a torch.nn.Module through torch.export into a smelt Graph; `dynamic_shapes=`
+    (torch.export's, with `torch.export.Dim`) makes input axes symbolic sizes."""
     from smelt.ir.torch_export import trace_export
 
     return trace_export(module, args, kwargs, **options)
@@ -102,8 +106,9 @@ __all__ = [
     "bounded", "exact", "explain", "function_pass", "layer_errors", "passes", "register_pass",
     "register_rules", "rewrite", "rule", "rules",
     "FileFormatError", "Graph", "InterpretError", "Node", "OPS", "ParseError", "SmeltError",
-    "TensorType", "TypeInferenceError", "UnsupportedOpError", "VerificationError", "interpret",
-    "load", "ops", "parse_graph", "save", "trace", "trace_fx", "trace_jax", "verify",
+    "SymDim", "TargetError", "TensorType", "TypeInferenceError", "UnsupportedOpError",
+    "VerificationError", "interpret", "load", "make_dynamic", "ops", "parse_graph", "save",
+    "specialize", "trace", "trace_fx", "trace_jax", "verify",
 ]
 
 

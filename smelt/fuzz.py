@@ -143,10 +143,6 @@ def _wrong(c: Case, got: Sequence[np.ndarray]) -> str | None:
         return None
     with np.errstate(all="ignore"):
         ref = run64(c.graph, c.inputs)
-    if all(np.asarray(r).shape == np.shape(g) and np.array_equal(r, np.asarray(g, np.float64),
-                                                                  equal_nan=True)
-           for r, g in zip(ref.outputs, got, strict=True)):
-        return None  # equal, infinities included (their tolerance is undefined)
     mine = Evaluation(tuple(np.asarray(g, np.float64) for g in got), ref.magnitude,
                       ref.growth, ref.eps)
     bad = compare(exact, ref, mine)

@@ -18,7 +18,7 @@ from smelt.rewrite import (
     rule,
     var,
 )
-from smelt.rewrite.contract import run64
+from smelt.rewrite.contract import Evaluation, compare, run64
 from smelt.testing import assert_equivalent, graphs, tensors, verify_pass, verify_rule
 
 
@@ -103,6 +103,20 @@ def test_integer_graphs_must_be_bit_exact():
     with pytest.raises(ContractViolation, match="error 1 > allowed 0"):
         assert_equivalent(g1, g3)
     assert assert_equivalent(g1, g3, bounded(1)) == 1.0
+
+
+def test_equal_infinities_are_not_a_mismatch_beside_a_rounded_output():
+    """Found by the fuzzer: an output of -inf in both graphs (a max pool over padding only)
+    next to an output that differs by rounding failed as "error 0 > allowed nan" (0 * inf in
+    the relative term)."""
+    a = (np.array([1.0, -np.inf]), np.array([2.0]))
+    b = (np.array([1.0, -np.inf]), np.array([2.0 + 1e-12]))
+    want = Evaluation(a, 2.0, 1.0, 2.0**-23)
+    got = Evaluation(b, 2.0, 1.0, 2.0**-23)
+    assert compare(exact, want, got) is None
+    assert compare(bounded(0.5, rtol=0.1), want, got) is None
+    worse = Evaluation((np.array([1.0, np.inf]), np.array([2.0])), 2.0, 1.0, 2.0**-23)
+    assert compare(exact, want, worse) is not None  # a sign flip to +inf still is
 
 
 def test_float_tolerance_scales_with_reduction_length():

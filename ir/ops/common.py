@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..dims import Dim, as_dim, format_shape, is_static
 from ..errors import TypeInferenceError
 from ..types import TensorType, is_float
 
@@ -21,13 +22,27 @@ def float_unary(types: list[TensorType], attrs: dict) -> TensorType:
     return TensorType(t.shape, t.dtype)
 
 
-def broadcast(shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
-    try:
-        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
-    except ValueError:
-        raise TypeInferenceError(
-            f"shapes {' and '.join(str(list(s)) for s in shapes)} do not broadcast"
-        ) from None
+def broadcast(shapes: Sequence[tuple[Dim, ...]]) -> tuple[Dim, ...]:
+    """numpy broadcasting; a symbolic dimension broadcasts against 1 or itself only (a
+    symbol against another size would make the result's size depend on which is 1)."""
+    if all(is_static(s) for s in shapes):
+        try:
+            return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+        except ValueError:
+            pass
+    else:
+        rank = max(len(s) for s in shapes)
+        out: list[Dim] = []
+        for axis in range(rank):
+            sizes = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+            sizes.discard(1)
+            if len(sizes) > 1:
+                break
+            out.append(sizes.pop() if sizes else 1)
+        else:
+            return tuple(out)
+    raise TypeInferenceError(
+        f"shapes {' and '.join(format_shape(s) for s in shapes)} do not broadcast")
 
 
 def same_dtype(types: list[TensorType]) -> str:
@@ -56,11 +71,11 @@ def norm_axes(axes: Sequence[int], rank: int) -> tuple[int, ...]:
     return out
 
 
-def prod(xs: Sequence[int]) -> int:
+def prod(xs: Sequence[Dim]) -> Dim:
     n = 1
     for x in xs:
-        n *= int(x)
-    return n
+        n *= x if not isinstance(x, int | np.integer) else int(x)
+    return as_dim(n)
 
 
 def round_to_bfloat16(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,9 @@ unsqueeze, take (gather / embedding), pad. No arithmetic; MACs are zero."""
 from __future__ import annotations
 
 import numpy as np
+import sympy
 
+from ..dims import Dim, as_dim, format_dim, largest, least, smallest
 from ..errors import TypeInferenceError
 from ..op_table import AttrSpec, defop
 from ..types import TensorType, TupleType
@@ -14,7 +16,7 @@ from .common import norm_axes, norm_axis, prod, same_dtype
 def _reshape_infer(types, attrs):
     x = types[0]
     shape = attrs["shape"]
-    if any(d < 0 for d in shape):
+    if any(isinstance(d, int) and d < 0 for d in shape):
         raise TypeInferenceError(f"reshape target {list(shape)} must be explicit (no -1)")
     if prod(shape) != x.size:
         raise TypeInferenceError(
@@ -24,7 +26,7 @@ def _reshape_infer(types, attrs):
     return TensorType(tuple(shape), x.dtype)
 
 
-@defop("reshape", ("x",), _reshape_infer, category="shape", attrs={"shape": AttrSpec("ints")})
+@defop("reshape", ("x",), _reshape_infer, category="shape", attrs={"shape": AttrSpec("dims")})
 def reshape(x, *, shape):
     """The same elements in row-major order, in a new shape."""
     return np.reshape(x, shape)
@@ -77,7 +79,7 @@ def _expand_infer(types, attrs):
     return TensorType(tuple(shape), x.dtype)
 
 
-@defop("expand", ("x",), _expand_infer, category="shape", attrs={"shape": AttrSpec("ints")})
+@defop("expand", ("x",), _expand_infer, category="shape", attrs={"shape": AttrSpec("dims")})
 def expand(x, *, shape):
     """Size-1 axes broadcast to `shape` (numpy broadcast_to)."""
     return np.broadcast_to(x, shape)
@@ -137,14 +139,22 @@ def slice_bounds(size: int, start: int, stop: int, step: int) -> range:
     return range(size)[slice(start, stop, step)]
 
 
+def slice_length(size: Dim, start: int, stop: int, step: int) -> Dim:
+    """len(range(size)[start:stop:step]) for step >= 1, for a symbolic size too."""
+    if isinstance(size, int):
+        return len(slice_bounds(size, start, stop, step))
+    a = largest(size + start, 0) if start < 0 else smallest(start, size)
+    b = largest(size + stop, 0) if stop < 0 else smallest(stop, size)
+    return largest(as_dim(-sympy.floor((a - b) / step)), 0)  # ceil((b - a) / step), >= 0
+
+
 def _slice_infer(types, attrs):
     x = types[0]
     axis = norm_axis(attrs["axis"], x.rank)
     if attrs["step"] < 1:
         raise TypeInferenceError("slice step must be >= 1")
-    r = slice_bounds(x.shape[axis], attrs["start"], attrs["stop"], attrs["step"])
     shape = list(x.shape)
-    shape[axis] = len(r)
+    shape[axis] = slice_length(x.shape[axis], attrs["start"], attrs["stop"], attrs["step"])
     return TensorType(tuple(shape), x.dtype)
 
 
@@ -224,8 +234,9 @@ def _pad_infer(types, attrs):
     shape = tuple(d + pads[2 * i] + pads[2 * i + 1] for i, d in enumerate(x.shape))
     if attrs["mode"] == "reflect":
         for i, d in enumerate(x.shape):
-            if max(pads[2 * i], pads[2 * i + 1]) >= d:
-                raise TypeInferenceError("reflect padding must be smaller than the axis")
+            if max(pads[2 * i], pads[2 * i + 1]) >= least(d):
+                raise TypeInferenceError(f"reflect padding must be smaller than the axis "
+                                         f"(axis {i} is {format_dim(d)}, at least {least(d)})")
     return TensorType(shape, x.dtype)
 
 
