@@ -29,16 +29,18 @@ measured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from smelt.ir.dims import bind, format_shape
 from smelt.ir.graph import Graph
 from smelt.ir.interpreter import interpret
 from smelt.ir.node import Node
 from smelt.ir.op_table import get_op
+from smelt.ir.specialize import specialize_node
 from smelt.ir.types import TensorType, is_float, numpy_dtype
 
 _EPS = {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
@@ -117,10 +119,16 @@ class Evaluation:
     eps: float
 
 
-def reduction_length(node: Any) -> float:
-    """Terms summed per output element of one node (1 for elementwise and data movement)."""
+def reduction_length(node: Any, sizes: Mapping[str, int] | None = None) -> float:
+    """Terms summed per output element of one node (1 for elementwise and data movement);
+    `sizes` gives symbolic dimensions their sizes of this run."""
     out = node.type
-    if not isinstance(out, TensorType) or out.size == 0:
+    if not isinstance(out, TensorType):
+        return 1.0
+    if not out.is_static:
+        node = specialize_node(node, sizes or {})
+        out = node.type
+    if out.size == 0:
         return 1.0
     opdef = get_op(node.op)
     if opdef.macs is not None:
@@ -138,9 +146,9 @@ def _as_input(value: Any, t: TensorType) -> np.ndarray:
     if hasattr(value, "detach") and hasattr(value, "numpy"):
         value = value.detach().cpu().numpy()
     a = np.asarray(value)
-    if tuple(a.shape) != t.shape:
+    if bind(t.shape, a.shape, {}) is not None:  # a symbolic size takes any size in range
         raise ValueError(f"sample input has shape {list(a.shape)}, the graph expects "
-                         f"{list(t.shape)}")
+                         f"{format_shape(t.shape)}")
     a = a.astype(numpy_dtype(t.dtype), copy=False)
     return a.astype(np.float64) if is_float(t.dtype) else a
 
@@ -151,12 +159,15 @@ def run64(graph: Graph, inputs: Sequence[Any]) -> Evaluation:
         raise ValueError(f"graph takes {len(graph.inputs)} inputs, got {len(inputs)}")
     values = [_as_input(v, x.tensor_type) for v, x in zip(inputs, graph.inputs, strict=True)]
     seen = {"magnitude": 0.0, "growth": 0.0, "eps": 0.0}
+    sizes: dict[str, int] = {}
+    for x, v in zip(graph.inputs, values, strict=True):
+        bind(x.shape, v.shape, sizes)
 
     def observe(n: Node, value: Any) -> None:
         if isinstance(n.type, TensorType) and is_float(n.type.dtype):
             seen["eps"] = max(seen["eps"], _EPS[n.type.dtype])
         if n.op not in ("input", "constant"):
-            seen["growth"] += reduction_length(n)
+            seen["growth"] += reduction_length(n, sizes)
         seen["magnitude"] = max(seen["magnitude"], _magnitude(value))
 
     outputs = interpret(graph, *values, precision="float64", observe=observe)
