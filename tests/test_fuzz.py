@@ -135,3 +135,27 @@ def test_found_an_unread_split_part_builds_in_c():
     y = Node.make("relu6", [Node.make("project", [parts], index=1)])
     feed = np.linspace(-8, 8, 20, dtype=np.float32).reshape(1, 2, 2, 5)
     assert check_one(_case("float", Graph([x], [y]), feed), "c") is None
+
+
+@pytest.mark.xdist_group("c_target")
+def test_found_a_pad_after_a_reduction_keeps_its_pad_rows_in_c():
+    """Found by the int8 fuzz on `c` (7 of 7 outputs off): avg pool -> quantize -> the zero-
+    point padding of a qconv2d with a bottom pad, fused in one kernel. The C schedule moved
+    the pad under the pool's loops (reverse_compute_at), and TVM kept only the positions
+    that read the pool: the pad row was never written and the conv read stale arena bytes.
+    A consumer that writes more than its reduction now keeps its own loops."""
+    x = Node.input("x0", (1, 2, 3, 5))
+    q0 = Node.make("quantize", [x], scale=[0.018], zero_point=[135], axis=None, bits=8,
+                   signed=False, qmin=0, qmax=255)
+    top = Node.make("max_pool2d", [q0], kernel=[3, 1], stride=[1, 2], padding=[1, 0],
+                    ceil_mode=True, dilation=[2, 1])
+    deq = Node.make("dequantize", [top], scale=[0.018], zero_point=[135], axis=None)
+    pool = Node.make("avg_pool2d", [Node.make("sigmoid", [deq])], kernel=[2, 1],
+                     stride=[1, 2], padding=[1, 0], ceil_mode=False, count_include_pad=False)
+    q = Node.make("quantize", [pool], scale=[0.0033], zero_point=[0], axis=None, bits=8,
+                  signed=False, qmin=0, qmax=255)
+    w = Node.constant(np.array([-24, 127], np.int8).reshape(1, 2, 1, 1))
+    y = Node.make("qconv2d", [q, w], x_zp=0, w_zp=[0], stride=[2, 2], padding=[0, 0, 1, 0],
+                  dilation=[2, 1], groups=1)
+    feed = np.linspace(-2, 2, 30, dtype=np.float32).reshape(1, 2, 3, 5)
+    assert check_one(_case("int8", Graph([x], [y]), feed), "c") is None
