@@ -42,8 +42,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sympy
 import torch
 
+from .dims import Dim, format_dim, is_static, size_range
 from .node import Node
 from .op_table import OPS
 from .ops.common import prod
@@ -62,8 +64,12 @@ def _const(values: Any, dtype: str) -> Node:
     return Node.constant(np.asarray(values, dtype=numpy_dtype(dtype)), dtype)
 
 
-def _filled(shape: tuple[int, ...], value: Any, dtype: str) -> Node:
-    """A constant of `shape` holding `value` everywhere."""
+def _filled(shape: tuple[Dim, ...], value: Any, dtype: str) -> Node:
+    """A constant of `shape` holding `value` everywhere (a scalar expanded to the shape,
+    where the shape is symbolic)."""
+    if not is_static(shape):
+        return Node.make("expand", [_const(np.asarray(value, numpy_dtype(dtype)), dtype)],
+                         shape=shape)
     return _const(np.full(shape, value, dtype=numpy_dtype(dtype)), dtype)
 
 
@@ -338,13 +344,49 @@ def _like(value: Any):
 
 def _factory(name: str):
     """A factory of Python numbers only, which the frontend folds before it looks here;
-    an argument computed from data (a traced size or value) cannot be one."""
+    an argument computed from data (a traced size or value) cannot be one. A symbolic size
+    (torch.export's Dim) is no data: `full` / `zeros` / `ones` of a symbolic shape expand a
+    scalar, and `arange` to a symbolic end slices a constant arange as long as the range
+    allows (ir/dims.py)."""
     def convert(b: Builder, out, *args, **kw):
         if any(isinstance(a, Node) for a in (*args, *kw.values())):
             raise _Unsupported(f"{name} with an argument computed from data")
+        if any(isinstance(a, sympy.Expr) for a in _flat((*args, *kw.values()))):
+            return _symbolic_factory(b, name, out, args, kw)
         return tensor_constant(getattr(torch.ops.aten, name)(*args, **kw))
 
     return convert
+
+
+def _flat(values: Any) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        out += _flat(v) if isinstance(v, list | tuple) else [v]
+    return out
+
+
+#: the longest constant a symbolic arange is sliced from
+MAX_ARANGE = 1 << 20
+
+
+def _symbolic_factory(b: Builder, name: str, out, args: tuple, kw: dict) -> Node:
+    dtype, shape = smelt_dtype(out.dtype), shape_of(out, b)
+    if name in ("full", "zeros", "ones"):
+        value = {"zeros": 0, "ones": 1}.get(name, args[1] if len(args) > 1 else kw.get(
+            "fill_value"))
+        return _filled(shape, value, dtype)
+    if name != "arange":
+        raise _Unsupported(f"{name} of a symbolic size")
+    start, end, step = (0, args[0], 1) if len(args) == 1 else (*args[:2], (args[2:] or (1,))[0])
+    if not isinstance(start, int | float) or not isinstance(step, int | float):
+        raise _Unsupported("arange with a symbolic start or step")
+    longest = size_range(shape[0])[1]
+    if longest > MAX_ARANGE:
+        raise _Unsupported(f"arange to {format_dim(end)}, which may be {longest} long: give "
+                           f"the Dim a max of at most {MAX_ARANGE}")
+    values = np.arange(longest) * step + start
+    return b.make("slice", _const(values.astype(numpy_dtype(dtype)), dtype), axis=0, start=0,
+                  stop=shape[0])
 
 
 for _name in ("arange", "full", "scalar_tensor", "zeros", "ones"):

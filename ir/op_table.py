@@ -71,6 +71,7 @@ _COERCE: dict[str, Callable[[str, Any], Any]] = {
     "int": _as_int,
     "ints": _as_ints,
     "dims": _as_dims,
+    "dim": lambda n, v: as_dim(v) if isinstance(v, sympy.Expr) else _as_int(n, v),
     "float": _as_float,
     "floats": lambda n, v: tuple(_as_float(n, x) for x in v),
     "bool": lambda n, v: bool(v) if isinstance(v, bool | np.bool_) else _bad(n, "a bool", v),

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .dims import Dim
+from .dims import Dim, smallest
 from .errors import TypeInferenceError
 from .node import Node
 from .torch_common import Builder, binary, cast, norm_dim, pad_pairs, smelt_dtype
@@ -314,7 +314,7 @@ def _slice(b: Builder, out, x, dim=0, start=None, end=None, step=1):
     dim = norm_dim(dim, r)
     n = x.shape[dim]
     start = 0 if start is None else start
-    end = n if end is None else min(end, n)
+    end = n if end is None else smallest(end, n)
     if (start, end, step) == (0, n, 1):
         return x
     return b.make("slice", x, axis=dim, start=start, stop=end, step=step)

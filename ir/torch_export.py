@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import sympy
 import torch
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
@@ -62,11 +63,14 @@ def export(module: torch.nn.Module, args: tuple, kwargs: dict | None = None,
             ep = torch.export.export(module, tuple(args), kwargs or {},
                                      dynamic_shapes=dynamic_shapes)
     except Exception as e:  # torch raises many types; give one with advice
-        raise TraceError(
-            f"torch.export could not trace {type(module).__name__}: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}\n  to do: remove data-dependent "
-            "control flow from forward(), or try smelt.trace_fx"
-        ) from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        todo = ("remove data-dependent control flow from forward(), or try smelt.trace_fx"
+                if dynamic_shapes is None or "onstraints violated" not in first else
+                "torch.export fixed a dimension you marked dynamic: an example input of size "
+                "0 or 1 there is specialized (give one of size 2 or more), or the model "
+                "needs a size (widen or narrow the Dim's range, or keep that axis static)")
+        raise TraceError(f"torch.export could not trace {type(module).__name__}: "
+                         f"{type(e).__name__}: {first}\n  to do: {todo}") from e
     try:
         return ep.run_decompositions(decomposition_table())
     except ValueError as e:  # torch's decompositions left a view it cannot take: see below
@@ -113,10 +117,16 @@ def _dim_names(module: torch.nn.Module, args: Any, kwargs: dict | None,
     names = list(bound.arguments)
     specs = dynamic_shapes if isinstance(dynamic_shapes, dict) else dict(
         zip(names, dynamic_shapes, strict=False))
+    pairs: list[tuple[Any, Any]] = []  # (tensor argument, its spec), *args flattened
+    for k in names:
+        value, spec = bound.arguments[k], specs.get(k)
+        if isinstance(value, torch.Tensor):
+            pairs.append((value, spec))
+        elif isinstance(value, tuple | list) and isinstance(spec, tuple | list):
+            pairs += [(v, s) for v, s in zip(value, spec, strict=False)
+                      if isinstance(v, torch.Tensor)]
     out: dict[tuple[int, int], str] = {}
-    tensors = [k for k in names if isinstance(bound.arguments[k], torch.Tensor)]
-    for i, k in enumerate(tensors):
-        spec = specs.get(k)
+    for i, (_, spec) in enumerate(pairs):
         axes = spec.items() if isinstance(spec, dict) else enumerate(spec or ())
         for axis, d in axes:
             name = getattr(d, "__name__", None)
@@ -204,13 +214,18 @@ def _resolve(value: Any, env: dict[str, Any]) -> Any:
 
 
 def _all_constant(values: Any) -> bool:
+    """No operand computed from the inputs, and no symbolic size (torch cannot fold those)."""
     flat = values if isinstance(values, list | tuple) else [values]
     out = True
     for v in flat:
         if isinstance(v, list | tuple):
             out = out and _all_constant(v)
+        elif isinstance(v, dict):
+            out = out and _all_constant(list(v.values()))
         elif isinstance(v, Node):
             out = out and v.op == "constant"
+        elif isinstance(v, sympy.Expr):
+            out = False
     return out
 
 

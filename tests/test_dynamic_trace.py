@@ -153,3 +153,31 @@ def test_jax_symbolic_shapes_become_smelt_symbols():
         x = rng.standard_normal(shape).astype(np.float32)
         for want, got in zip(f(x, w), smelt.interpret(g, x), strict=True):
             np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["torchvision:resnet18", "transformers:bert",
+                                  "transformers:llama", "transformers:vit"])
+def test_zoo_models_trace_with_symbolic_batch_and_sequence(spec):
+    """Sweep models (benchmarks/zoo_models.py): CNNs with a symbolic batch, text models with
+    batch and sequence (position ids, masks and embedding slices of the sequence length),
+    one trace matching torch at three sizes, the range's ends included."""
+    from benchmarks.zoo_models import HFMain, zoo_model
+
+    zm = zoo_model(*spec.split(":"))
+    model = zm.build()
+    example = tuple(torch.cat([x, x]) if x.shape[0] == 1 else x for x in zm.inputs(0))
+    text = example[0].dtype == torch.int64
+    batch, seq = Dim("batch", min=1, max=8), Dim("seq", min=2, max=32)
+    axes = tuple({0: batch, 1: seq} if text else {0: batch} for _ in example)
+    g = smelt.trace(model, example, dynamic_shapes=(axes,) if isinstance(model, HFMain)
+                    else axes)
+    rng = torch.Generator().manual_seed(0)
+    for n, t in ((1, 2), (3, 11), (8, 32)):
+        xs = tuple(torch.randint(1, 100, (n, t), generator=rng) if text and i == 0 else
+                   torch.ones(n, t, dtype=torch.int64) if text else
+                   torch.randn(n, *x.shape[1:], generator=rng)
+                   for i, x in enumerate(example))
+        with torch.no_grad():
+            want = model(*xs).numpy()
+        (got,) = smelt.interpret(g, *xs)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

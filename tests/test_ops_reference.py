@@ -1004,7 +1004,7 @@ def attr_values(spec: AttrSpec) -> st.SearchStrategy:
     kind = spec.kind.rstrip("?")
     found = st.sampled_from(list(spec.choices)) if spec.choices else {
         "int": st.integers(-5, 6), "ints": st.lists(st.integers(-3, 6), max_size=8),
-        "dims": st.lists(st.integers(-3, 6), max_size=8),
+        "dims": st.lists(st.integers(-3, 6), max_size=8), "dim": st.integers(-5, 6),
         "float": st.floats(-3, 3), "floats": st.lists(st.floats(-3, 3), max_size=3),
         "bool": st.booleans(), "str": st.text(max_size=3), "dtype": st.sampled_from(FUZZ_DTYPES),
     }[kind]

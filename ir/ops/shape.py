@@ -139,13 +139,22 @@ def slice_bounds(size: int, start: int, stop: int, step: int) -> range:
     return range(size)[slice(start, stop, step)]
 
 
-def slice_length(size: Dim, start: int, stop: int, step: int) -> Dim:
-    """len(range(size)[start:stop:step]) for step >= 1, for a symbolic size too."""
-    if isinstance(size, int):
+def slice_length(size: Dim, start: Dim, stop: Dim, step: int) -> Dim:
+    """len(range(size)[start:stop:step]) for step >= 1, for symbolic sizes and bounds too
+    (a symbolic bound is a size: never negative)."""
+    if all(isinstance(v, int) for v in (size, start, stop)):
         return len(slice_bounds(size, start, stop, step))
-    a = largest(size + start, 0) if start < 0 else smallest(start, size)
-    b = largest(size + stop, 0) if stop < 0 else smallest(stop, size)
+    a = largest(size + start, 0) if isinstance(start, int) and start < 0 else \
+        smallest(start, size)
+    b = largest(size + stop, 0) if isinstance(stop, int) and stop < 0 else smallest(stop, size)
     return largest(as_dim(-sympy.floor((a - b) / step)), 0)  # ceil((b - a) / step), >= 0
+
+
+def slice_start(size: Dim, start: Dim) -> Dim:
+    """Where a slice starts, its start normalized as Python does (negatives from the end)."""
+    if isinstance(start, int) and start < 0:
+        return largest(size + start, 0)
+    return smallest(start, size)
 
 
 def _slice_infer(types, attrs):
@@ -159,8 +168,8 @@ def _slice_infer(types, attrs):
 
 
 @defop("slice", ("x",), _slice_infer, category="shape",
-       attrs={"axis": AttrSpec("int"), "start": AttrSpec("int", 0),
-              "stop": AttrSpec("int", 2**62), "step": AttrSpec("int", 1)})
+       attrs={"axis": AttrSpec("int"), "start": AttrSpec("dim", 0),
+              "stop": AttrSpec("dim", 2**62), "step": AttrSpec("int", 1)})
 def slice_(x, *, axis, start, stop, step):
     """x[start:stop:step] along axis (python slice rules: negatives count from the end)."""
     index = [slice(None)] * x.ndim
