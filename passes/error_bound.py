@@ -68,6 +68,7 @@ from smelt.rewrite.contract import Contract, bounded, run64
 
 from .calibration import calibrate
 from .observers import make_observer
+from .quant_plan import weight_operand
 
 INF = float("inf")
 Error = Any  # a float (the same bound everywhere: 0, a rounding, inf), an array, or a tuple
@@ -107,17 +108,7 @@ class Bound:
 
 def weight_index(n: Node) -> int | None:
     """The operand of a contraction that is its constant float weight, or None."""
-    if n.op in ("conv2d", "conv3d", "conv_transpose", "linear"):
-        idx = 1
-    elif n.op == "matmul":
-        consts = [i for i, x in enumerate(n.inputs) if x.op == "constant"]
-        if len(consts) != 1:
-            return None
-        idx = consts[0]
-    else:
-        return None
-    w = n.inputs[idx]
-    return idx if w.op == "constant" and is_float(w.dtype) else None
+    return weight_operand(n, ("conv2d", "conv3d", "conv_transpose", "linear"))
 
 
 def activation_operand(n: Node) -> Node:

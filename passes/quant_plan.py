@@ -62,9 +62,10 @@ def source(n: Node) -> Node:
     return n
 
 
-def weight_operand(n: Node) -> int | None:
-    """The index of a layer's constant float weight, or None."""
-    if n.op in ("conv2d", "linear"):
+def weight_operand(n: Node, layers: tuple[str, ...] = ("conv2d", "linear")) -> int | None:
+    """The index of a layer's constant float weight (operand 1 of the ops in `layers`, the
+    constant operand of a matmul), or None."""
+    if n.op in layers:
         idx = 1
     elif n.op == "matmul":
         consts = [i for i, x in enumerate(n.inputs) if x.op == "constant"]
