@@ -28,6 +28,9 @@ import sympy
 
 from .errors import TypeInferenceError
 
+#: words of the dimension and graph-text grammars a symbol may not be called
+RESERVED = frozenset({"max", "min", "floordiv", "where", "in", "inf", "nan", "true", "false",
+                      "none"})
 #: the largest size a symbol may take unless its range says less (int32 indexing)
 MAX_SIZE = 2**31 - 1
 
@@ -42,7 +45,7 @@ class SymDim(sympy.Symbol):
     def __new__(cls, name: str, lo: int = 1, hi: int = MAX_SIZE) -> SymDim:
         if not (isinstance(name, str) and name.isidentifier()):
             raise TypeInferenceError(f"a dimension's name must be an identifier, got {name!r}")
-        if name in ("max", "min", "floordiv", "where", "in"):
+        if name in RESERVED:
             raise TypeInferenceError(f"{name!r} is a keyword of dimension expressions; "
                                      "call the dimension something else")
         for v in (lo, hi):
@@ -82,6 +85,9 @@ def as_dim(d: Any) -> Dim:
         if not d.free_symbols or not all(isinstance(s, SymDim) for s in d.free_symbols):
             raise TypeInferenceError(f"dimension {d} is not an integer expression of "
                                      "declared dimensions (SymDim)")
+        if not d.is_integer:
+            raise TypeInferenceError(f"dimension {d} is not a whole number at every size "
+                                     "(a size divided by a number that may not divide it)")
         return d.replace(_floor_of_negative, _as_ceiling)  # one form for each value
     if hasattr(d, "__index__"):
         return int(d.__index__())

@@ -258,9 +258,9 @@ class _Tokens:
                     self.next("punct", "]")
                     break
             return tuple(items)
-        if (kind == "id" and tok not in ("true", "false", "none")) or (
+        if self.dims and ((kind == "id" and tok not in ("true", "false", "none")) or (
                 kind == "num" and self.i + 1 < len(self.toks)
-                and self.toks[self.i + 1][1] in ("*", "+", "/")):
+                and self.toks[self.i + 1][1] in ("*", "+", "/"))):
             return self.dim_expression()  # an attribute that holds a symbolic size
         self.i += 1
         if kind == "num":
