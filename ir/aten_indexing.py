@@ -45,7 +45,7 @@ import numpy as np
 import sympy
 import torch
 
-from .dims import Dim, format_dim, is_static, size_range
+from .dims import Dim, as_dim, format_dim, is_static, size_range
 from .node import Node
 from .op_table import OPS
 from .ops.common import prod
@@ -247,6 +247,26 @@ def _strided_view(x: Node) -> bool:
     return x.op in _STRIDED_VIEWS
 
 
+def _contiguous_order(size, stride, offset, total) -> list[int] | None:
+    """The axes of an as_strided view from outermost to innermost, when the view lays the
+    whole storage (`total` elements, from offset 0) out contiguously in that order: the
+    innermost non-unit axis has stride 1, each next one the stride times the size inside
+    it. None otherwise (a window, an overlap, a gap)."""
+    if offset != 0 or as_dim(prod(size)) != total:
+        return None
+    inner = [d for d in range(len(size)) if size[d] != 1]
+    order: list[int] = []
+    step: Dim = 1
+    while inner:
+        found = next((d for d in inner if as_dim(stride[d]) == as_dim(step)), None)
+        if found is None:
+            return None
+        order.insert(0, found)
+        inner.remove(found)
+        step = as_dim(step * size[found])
+    return [d for d in range(len(size)) if size[d] == 1] + order
+
+
 @aten("as_strided", "as_strided_copy")
 def _as_strided(b: Builder, out, x, size, stride, storage_offset=None):
     val = b.operand_values[0] if b.operand_values else None
@@ -262,6 +282,14 @@ def _as_strided(b: Builder, out, x, size, stride, storage_offset=None):
         raise _Unsupported(f"as_strided of a strided view (smelt built it with {x.op}): it "
                            "reads torch's storage, whose order is not the view's; call "
                            ".contiguous() before as_strided")
+    order = _contiguous_order(size, stride, storage_offset or 0, x.tensor_type.size)
+    if order is not None:  # the whole storage, laid out in `order`: a reshape and a transpose
+        y = b.make("reshape", x, shape=tuple(size[a] for a in order))
+        perm = tuple(order.index(d) for d in range(len(size)))
+        return y if perm == tuple(range(len(size))) else b.make("transpose", y, perm=perm)
+    if not all(isinstance(v, int) for v in (*size, *stride)):
+        raise _Unsupported("as_strided with symbolic sizes that is not a permuted view of the "
+                           "whole tensor")
     offset = int(storage_offset or 0)
     index = np.full(tuple(size), offset, dtype=np.int64)
     for d, (n, s) in enumerate(zip(size, stride, strict=True)):

@@ -181,3 +181,19 @@ def test_zoo_models_trace_with_symbolic_batch_and_sequence(spec):
             want = model(*xs).numpy()
         (got,) = smelt.interpret(g, *xs)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_as_strided_of_a_symbolic_tensor_is_a_reshape_and_transpose():
+    """A permuted view of the whole storage (what torchvision's convnext and swin reach)
+    needs no constant index: it stays symbolic."""
+    class View(nn.Module):
+        def forward(self, x):
+            n = x.shape[0]
+            return torch.as_strided(x * 2, (n, 4, 3), (12, 1, 4)) + 1
+
+    g = smelt.trace(View(), (torch.randn(2, 3, 4),), dynamic_shapes=({0: BATCH},))
+    assert {n.op for n in g.nodes()} >= {"reshape", "transpose"}
+    assert "take" not in {n.op for n in g.nodes()}
+    for k in (1, 5, 64):
+        x = torch.randn(k, 3, 4)
+        np.testing.assert_array_equal(smelt.interpret(g, x)[0], View()(x).numpy())
