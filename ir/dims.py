@@ -150,20 +150,26 @@ def least(d: Dim) -> int:
     return d if isinstance(d, int) else size_range(d)[0]
 
 
+def _sign(a: Dim, b: Dim) -> int:
+    """1 if a >= b at every size in range, -1 if a <= b at every size, else 0."""
+    lo, hi = size_range(as_dim(a - b))
+    return 1 if lo >= 0 else -1 if hi <= 0 else 0
+
+
 def smallest(a: Dim, b: Dim) -> Dim:
     """min(a, b), decided by the ranges where they decide it."""
     if isinstance(a, int) and isinstance(b, int):
         return min(a, b)
-    lo, hi = size_range(as_dim(a - b))
-    return b if lo >= 0 else a if hi <= 0 else as_dim(sympy.Min(a, b))
+    sign = _sign(a, b)
+    return b if sign > 0 else a if sign < 0 else as_dim(sympy.Min(a, b))
 
 
 def largest(a: Dim, b: Dim) -> Dim:
     """max(a, b), decided by the ranges where they decide it."""
     if isinstance(a, int) and isinstance(b, int):
         return max(a, b)
-    lo, hi = size_range(as_dim(a - b))
-    return a if lo >= 0 else b if hi <= 0 else as_dim(sympy.Max(a, b))
+    sign = _sign(a, b)
+    return a if sign > 0 else b if sign < 0 else as_dim(sympy.Max(a, b))
 
 
 def evaluate(d: Dim, sizes: Mapping[str, int]) -> int:
@@ -199,12 +205,7 @@ def at_smallest(d: Any) -> int:
     """`d` with each symbol at the low end of its range (an int stays as it is)."""
     if isinstance(d, int | float):
         return int(d)
-    d = sympy.sympify(d)
-    return int(d.xreplace({s: s.lo for s in d.free_symbols}))
-
-
-def specialize(shape: Sequence[Dim], sizes: Mapping[str, int]) -> tuple[int, ...]:
-    return tuple(evaluate(d, sizes) for d in shape)
+    return evaluate(d, {s.name: s.lo for s in d.free_symbols})
 
 
 def specialize_value(v: Any, sizes: Mapping[str, int]) -> Any:
@@ -411,7 +412,6 @@ class _DimParser:
         return int(self.text[start:self.i])
 
 
-__all__ = ["MAX_SIZE", "Dim", "SymDim", "as_dim", "at_smallest", "bind", "evaluate", "format_dim",
-           "format_shape", "largest",
-           "least", "smallest",
-           "is_static", "parse_dim", "size_range", "specialize", "specialize_value", "symbols"]
+__all__ = ["MAX_SIZE", "RESERVED", "Dim", "SymDim", "as_dim", "at_smallest", "bind", "evaluate",
+           "format_dim", "format_shape", "is_static", "largest", "least", "parse_dim",
+           "size_range", "smallest", "specialize_value", "symbols"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .dims import specialize, specialize_value
+from .dims import specialize_value
 from .errors import InterpretError
 from .graph import Graph
 from .inputs import input_array
@@ -145,7 +145,7 @@ def evaluate(n: Node, args: list[Any], wide: bool = False,
         if out.dtype != want:
             out = out.astype(want)
         out = _narrow(out, n.type.dtype, wide)
-        shape = n.type.shape if n.type.is_static else specialize(n.type.shape, sizes or {})
+        shape = n.type.shape if n.type.is_static else specialize_value(n.type.shape, sizes or {})
         if out.shape != shape:
             raise InterpretError(f"{n.op} produced shape {list(out.shape)} but its type says "
                                  f"{list(n.type.shape)}: a bug in the op table")

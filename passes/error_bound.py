@@ -165,8 +165,7 @@ def propagate(graph: Graph, changes: Mapping[Node, WeightChange], magnitude: Mag
 
 
 def _concrete(graph: Graph) -> bool:
-    return all(isinstance(d, int | np.integer) for n in graph.nodes()
-               if isinstance(n.type, TensorType) for d in n.shape)
+    return all(n.type.is_static for n in graph.nodes() if isinstance(n.type, TensorType))
 
 
 def _is_zero(v: Error) -> bool:
