@@ -32,12 +32,12 @@ from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from smelt.ir.dims import bind, format_shape
 from smelt.ir.errors import SmeltError
 from smelt.ir.graph import Graph
+from smelt.ir.inputs import to_numpy
 from smelt.ir.interpreter import interpret
 from smelt.ir.node import Node
 from smelt.ir.types import TensorType, is_float
@@ -176,9 +176,7 @@ def _bind(graph: Graph, batch: Any, i: int) -> tuple[Any, ...]:
     out = []
     sizes: dict[str, int] = {}
     for x, a in zip(graph.inputs, arrays, strict=True):
-        if hasattr(a, "detach") and hasattr(a, "numpy"):  # a torch tensor
-            a = a.detach().cpu().numpy()
-        a = np.asarray(a)
+        a = to_numpy(a)  # torch tensors, JAX arrays, lists
         want = x.tensor_type.shape
         why = bind(want, a.shape, sizes)
         if why is not None:

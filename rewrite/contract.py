@@ -37,6 +37,7 @@ import numpy as np
 
 from smelt.ir.dims import bind, format_shape
 from smelt.ir.graph import Graph
+from smelt.ir.inputs import to_numpy
 from smelt.ir.interpreter import interpret
 from smelt.ir.node import Node
 from smelt.ir.op_table import get_op
@@ -143,9 +144,7 @@ def reduction_length(node: Any, sizes: Mapping[str, int] | None = None) -> float
 
 
 def _as_input(value: Any, t: TensorType) -> np.ndarray:
-    if hasattr(value, "detach") and hasattr(value, "numpy"):
-        value = value.detach().cpu().numpy()
-    a = np.asarray(value)
+    a = to_numpy(value)
     if bind(t.shape, a.shape, {}) is not None:  # a symbolic size takes any size in range
         raise ValueError(f"sample input has shape {list(a.shape)}, the graph expects "
                          f"{format_shape(t.shape)}")
